@@ -1,0 +1,379 @@
+//! `<Plugin tcpconns>` options, as collectd's simple-config callback hands
+//! them over: one `(key, value)` pair per line, values already turned into a
+//! string (`22` arrives as `"22.000000"`, booleans as `"true"`/`"false"`,
+//! several values joined by spaces).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The keys the plugin registers with collectd. collectd matches them
+/// case-insensitively and rejects any other key before it reaches us.
+pub const KEYS: [&str; 4] = [
+    "ListeningPorts",
+    "LocalPort",
+    "RemotePort",
+    "AllPortsSummary",
+];
+
+/// What to count and dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Report every port that has a LISTEN socket at read time (`-local`).
+    pub listening_ports: bool,
+    /// Report all sockets together as plugin instance `all`.
+    pub all_ports_summary: bool,
+    /// Ports reported as `<port>-local`, ascending.
+    pub local_ports: Vec<u16>,
+    /// Ports reported as `<port>-remote`, ascending.
+    pub remote_ports: Vec<u16>,
+}
+
+/// A value the plugin refuses; collectd then stops at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A port value that is not a whole number in 1..=65535.
+    InvalidPort { key: String, value: String },
+    /// `LocalPort`/`RemotePort` with no value at all.
+    MissingPort { key: String },
+    /// A key this plugin does not know (collectd filters these first).
+    UnknownKey { key: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::InvalidPort { key, value } => write!(
+                f,
+                "{key}: invalid port \"{value}\": expected a whole number from 1 to 65535"
+            ),
+            ConfigError::MissingPort { key } => write!(
+                f,
+                "{key}: no port given: expected a whole number from 1 to 65535"
+            ),
+            ConfigError::UnknownKey { key } => write!(
+                f,
+                "unknown option \"{key}\": expected one of {}",
+                KEYS.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects options in the order collectd hands them over; several
+/// `<Plugin tcpconns>` blocks and repeated keys accumulate, as in the C plugin.
+#[derive(Debug, Default)]
+pub struct ConfigBuilder {
+    listening_ports: bool,
+    all_ports_summary: bool,
+    local_ports: BTreeSet<u16>,
+    remote_ports: BTreeSet<u16>,
+    warnings: Vec<String>,
+}
+
+impl ConfigBuilder {
+    /// Applies one option. On error nothing of that option is kept.
+    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if key.eq_ignore_ascii_case("ListeningPorts") {
+            self.listening_ports = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("AllPortsSummary") {
+            self.all_ports_summary = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("LocalPort") {
+            let ports = parse_ports(key, value)?;
+            self.local_ports.extend(ports);
+        } else if key.eq_ignore_ascii_case("RemotePort") {
+            let ports = parse_ports(key, value)?;
+            self.remote_ports.extend(ports);
+        } else {
+            return Err(ConfigError::UnknownKey {
+                key: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes about accepted but doubtful values, for the log.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The configuration in force. As in the C plugin, when nothing else is
+    /// selected (no port, no summary), listening ports are reported even if
+    /// `ListeningPorts false` was given: a plugin that reports nothing is
+    /// never what the user meant.
+    pub fn finish(&self) -> Config {
+        let nothing_else =
+            !self.all_ports_summary && self.local_ports.is_empty() && self.remote_ports.is_empty();
+        Config {
+            listening_ports: self.listening_ports || nothing_else,
+            all_ports_summary: self.all_ports_summary,
+            local_ports: self.local_ports.iter().copied().collect(),
+            remote_ports: self.remote_ports.iter().copied().collect(),
+        }
+    }
+
+    /// collectd's IS_TRUE: `true`, `yes`, `on` in any case; anything else is
+    /// false. Values that are not a recognised false word are noted.
+    fn boolean(&mut self, key: &str, value: &str) -> bool {
+        let is = |words: [&str; 3]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+        if is(["true", "yes", "on"]) {
+            return true;
+        }
+        if !is(["false", "no", "off"]) {
+            self.warnings.push(format!(
+                "{key}: \"{value}\" is not a boolean (true/yes/on or false/no/off); taken as false"
+            ));
+        }
+        false
+    }
+}
+
+/// Applies `(key, value)` options in order and returns the finished config.
+pub fn parse<'a>(
+    options: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Config, ConfigError> {
+    let mut builder = ConfigBuilder::default();
+    for (key, value) in options {
+        builder.apply(key, value)?;
+    }
+    Ok(builder.finish())
+}
+
+/// One or more ports separated by white space (`LocalPort 22 25 8080`).
+fn parse_ports(key: &str, value: &str) -> Result<Vec<u16>, ConfigError> {
+    let ports = value
+        .split_ascii_whitespace()
+        .map(|token| {
+            parse_port(token).ok_or_else(|| ConfigError::InvalidPort {
+                key: key.to_owned(),
+                value: token.to_owned(),
+            })
+        })
+        .collect::<Result<Vec<u16>, ConfigError>>()?;
+    if ports.is_empty() {
+        return Err(match value.is_empty() {
+            true => ConfigError::MissingPort {
+                key: key.to_owned(),
+            },
+            false => ConfigError::InvalidPort {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            },
+        });
+    }
+    Ok(ports)
+}
+
+/// A whole number in 1..=65535, written as digits with an optional fraction
+/// of zeros only: `22`, `22.0` and collectd's `22.000000` are port 22.
+fn parse_port(token: &str) -> Option<u16> {
+    let (whole, fraction) = match token.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (token, None),
+    };
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(f) = fraction {
+        if !f.bytes().all(|b| b == b'0') {
+            return None;
+        }
+    }
+    // Leading zeros are allowed, so compare the value, not the text length.
+    let digits = whole.trim_start_matches('0');
+    if digits.len() > 5 {
+        return None;
+    }
+    let port: u32 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    match port {
+        1..=65535 => u16::try_from(port).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(options: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        parse(options.iter().copied())
+    }
+
+    #[test]
+    fn empty_config_reports_listening_ports_only() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            c,
+            Config {
+                listening_ports: true,
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn listening_ports_false_alone_is_overridden_like_the_c_plugin() {
+        assert!(cfg(&[("ListeningPorts", "false")]).unwrap().listening_ports);
+        assert!(
+            cfg(&[("AllPortsSummary", "false")])
+                .unwrap()
+                .listening_ports
+        );
+    }
+
+    #[test]
+    fn listening_ports_default_off_once_something_else_is_selected() {
+        assert!(!cfg(&[("LocalPort", "22.000000")]).unwrap().listening_ports);
+        assert!(!cfg(&[("RemotePort", "22.000000")]).unwrap().listening_ports);
+        assert!(!cfg(&[("AllPortsSummary", "true")]).unwrap().listening_ports);
+        let both = cfg(&[("AllPortsSummary", "true"), ("ListeningPorts", "true")]).unwrap();
+        assert!(both.listening_ports && both.all_ports_summary);
+    }
+
+    #[test]
+    fn booleans_follow_collectds_is_true() {
+        for v in ["true", "TRUE", "yes", "Yes", "on", "ON"] {
+            assert!(
+                cfg(&[("AllPortsSummary", v)]).unwrap().all_ports_summary,
+                "{v}"
+            );
+        }
+        for v in ["false", "no", "off", "1.000000", "", "truex", "y"] {
+            let c = cfg(&[("AllPortsSummary", v), ("LocalPort", "1")]).unwrap();
+            assert!(!c.all_ports_summary, "{v}");
+        }
+    }
+
+    #[test]
+    fn doubtful_booleans_are_noted() {
+        let mut b = ConfigBuilder::default();
+        b.apply("ListeningPorts", "1.000000").unwrap();
+        b.apply("ListeningPorts", "off").unwrap();
+        let w = b.take_warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("ListeningPorts") && w[0].contains("1.000000"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn keys_are_case_insensitive() {
+        let c = cfg(&[
+            ("localport", "22.000000"),
+            ("REMOTEPORT", "25"),
+            ("allportssummary", "yes"),
+            ("listeningPORTS", "on"),
+        ])
+        .unwrap();
+        assert_eq!(c.local_ports, vec![22]);
+        assert_eq!(c.remote_ports, vec![25]);
+        assert!(c.all_ports_summary && c.listening_ports);
+    }
+
+    #[test]
+    fn ports_as_number_string_or_fraction_of_zeros() {
+        for v in ["22", "22.000000", "22.0", "022", "22."] {
+            assert_eq!(
+                cfg(&[("LocalPort", v)]).unwrap().local_ports,
+                vec![22],
+                "{v}"
+            );
+        }
+        assert_eq!(
+            cfg(&[("LocalPort", "65535.000000"), ("LocalPort", "1")])
+                .unwrap()
+                .local_ports,
+            vec![1, 65535]
+        );
+    }
+
+    #[test]
+    fn several_ports_on_one_line_and_blocks_accumulate() {
+        let c = cfg(&[
+            ("LocalPort", "22.000000 25.000000 8080.000000"),
+            ("RemotePort", "443"),
+            ("LocalPort", "22"),
+            ("LocalPort", "\t80  "),
+            ("RemotePort", "22"),
+        ])
+        .unwrap();
+        assert_eq!(c.local_ports, vec![22, 25, 80, 8080]);
+        assert_eq!(c.remote_ports, vec![22, 443]);
+    }
+
+    #[test]
+    fn bad_ports_are_refused_naming_key_value_and_range() {
+        for bad in [
+            "0",
+            "0.000000",
+            "-1.000000",
+            "65536.000000",
+            "70000",
+            "abc",
+            "22abc",
+            "22.500000",
+            "22.7",
+            "true",
+            "false",
+            "0x16",
+            "+22",
+            "1e3",
+            ".5",
+            "22 25x",
+            "99999999999999999999",
+        ] {
+            let err = cfg(&[("LocalPort", bad)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("LocalPort: invalid port \""),
+                "{bad}: {text}"
+            );
+            assert!(
+                text.ends_with("expected a whole number from 1 to 65535"),
+                "{text}"
+            );
+            assert!(matches!(err, ConfigError::InvalidPort { .. }), "{bad}");
+        }
+        let err = cfg(&[("RemotePort", "22 25x 30")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RemotePort: invalid port \"25x\": expected a whole number from 1 to 65535"
+        );
+    }
+
+    #[test]
+    fn empty_port_values_are_refused() {
+        assert_eq!(
+            cfg(&[("LocalPort", "")]).unwrap_err(),
+            ConfigError::MissingPort {
+                key: "LocalPort".into()
+            }
+        );
+        assert_eq!(
+            cfg(&[("RemotePort", "   ")]).unwrap_err().to_string(),
+            "RemotePort: invalid port \"   \": expected a whole number from 1 to 65535"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = cfg(&[("LocalPorts", "22")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown option \"LocalPorts\": expected one of ListeningPorts, LocalPort, \
+             RemotePort, AllPortsSummary"
+        );
+    }
+
+    #[test]
+    fn the_same_port_may_be_local_and_remote() {
+        let c = cfg(&[("LocalPort", "22"), ("RemotePort", "22")]).unwrap();
+        assert_eq!((c.local_ports, c.remote_ports), (vec![22], vec![22]));
+    }
+}

@@ -1,0 +1,18 @@
+//! A drop-in replacement for collectd's `tcpconns` plugin: TCP connections
+//! per port and state, from netlink `sock_diag` with a `/proc/net/tcp{,6}`
+//! fallback.
+//!
+//! config (options -> [`config::Config`]) -> sources (netlink, procfs: socket
+//! triples) -> [`table::PortTable`] (counts) -> `plugin` (collectd glue).
+
+pub mod config;
+pub mod netlink;
+pub mod procfs;
+pub mod source;
+pub mod state;
+pub mod table;
+
+// The glue references collectd's own symbols, which exist only inside the
+// collectd process; unit tests link without it.
+#[cfg(not(test))]
+mod plugin;

@@ -1,0 +1,330 @@
+//! Per-port counting. Sources feed `(local_port, remote_port, state)` triples;
+//! the table keeps counts only for ports that will be reported, found through
+//! a flat port index, so a triple costs two array lookups whatever the number
+//! of ports, and the result does not depend on the order of the triples.
+
+use crate::config::Config;
+use crate::state::{TcpState, STATE_COUNT};
+
+/// Connections per state, indexed by [`TcpState::index`].
+pub type Counts = [u32; STATE_COUNT];
+
+/// Which series a set of counts belongs to; it is the plugin instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Instance {
+    /// `all`: every socket the read saw.
+    All,
+    /// `<port>-local`: sockets whose local port is this one.
+    Local(u16),
+    /// `<port>-remote`: sockets whose remote port is this one.
+    Remote(u16),
+}
+
+#[derive(Debug, Clone)]
+struct PortEntry {
+    port: u16,
+    local: Counts,
+    remote: Counts,
+    /// Configured with `LocalPort`.
+    local_wanted: bool,
+    /// Configured with `RemotePort`.
+    remote_wanted: bool,
+    /// Has a LISTEN socket in this read (found by the listener pass).
+    listening: bool,
+}
+
+/// The counts of one read, and what to report from them.
+#[derive(Debug, Clone)]
+pub struct PortTable {
+    /// Port -> entry position + 1; 0 means the port is not tracked. Port 0 is
+    /// never tracked, so positions fit in u16.
+    slot_of: Box<[u16]>,
+    entries: Vec<PortEntry>,
+    /// Entries before this index come from the configuration and stay; the
+    /// rest are listening ports found in the current read.
+    configured: usize,
+    total: Counts,
+    listening_ports: bool,
+    all_ports_summary: bool,
+    ignored: u32,
+}
+
+impl PortTable {
+    pub fn new(config: &Config) -> PortTable {
+        let mut table = PortTable {
+            slot_of: vec![0u16; 1 << 16].into_boxed_slice(),
+            entries: Vec::new(),
+            configured: 0,
+            total: [0; STATE_COUNT],
+            listening_ports: config.listening_ports,
+            all_ports_summary: config.all_ports_summary,
+            ignored: 0,
+        };
+        for &port in &config.local_ports {
+            table.entry(port).local_wanted = true;
+        }
+        for &port in &config.remote_ports {
+            table.entry(port).remote_wanted = true;
+        }
+        table.configured = table.entries.len();
+        table
+    }
+
+    /// Whether a read must first find the listening ports.
+    pub fn wants_listeners(&self) -> bool {
+        self.listening_ports
+    }
+
+    /// Starts a read: counts to zero, last read's listening ports forgotten.
+    pub fn begin_read(&mut self) {
+        for entry in self.entries.drain(self.configured..) {
+            self.slot_of[usize::from(entry.port)] = 0;
+        }
+        for entry in &mut self.entries {
+            entry.local = [0; STATE_COUNT];
+            entry.remote = [0; STATE_COUNT];
+            entry.listening = false;
+        }
+        self.total = [0; STATE_COUNT];
+        self.ignored = 0;
+    }
+
+    /// Records that `port` has a LISTEN socket in this read, so that its
+    /// connections are counted and reported as `<port>-local`.
+    pub fn add_listener(&mut self, port: u16) {
+        if self.listening_ports && port != 0 {
+            self.entry(port).listening = true;
+        }
+    }
+
+    /// Counts one socket. Kernel states outside 1..=11 are ignored (and
+    /// counted in [`PortTable::ignored`]).
+    #[inline]
+    pub fn count(&mut self, local: u16, remote: u16, state: u8) {
+        let Some(state) = TcpState::from_kernel(state) else {
+            self.ignored = self.ignored.saturating_add(1);
+            return;
+        };
+        let i = state.index();
+        self.total[i] = self.total[i].saturating_add(1);
+        if let Some(entry) = self.tracked(local) {
+            entry.local[i] = entry.local[i].saturating_add(1);
+        }
+        if let Some(entry) = self.tracked(remote) {
+            entry.remote[i] = entry.remote[i].saturating_add(1);
+        }
+    }
+
+    /// Sockets ignored in this read for a state outside 1..=11.
+    pub fn ignored(&self) -> u32 {
+        self.ignored
+    }
+
+    /// The series to dispatch for this read, `all` first, then per port in
+    /// the order ports became known.
+    pub fn series(&self) -> impl Iterator<Item = (Instance, &Counts)> + '_ {
+        let all = self
+            .all_ports_summary
+            .then_some((Instance::All, &self.total));
+        let ports = self.entries.iter().flat_map(move |e| {
+            let local = (e.local_wanted || (self.listening_ports && e.listening))
+                .then_some((Instance::Local(e.port), &e.local));
+            let remote = e
+                .remote_wanted
+                .then_some((Instance::Remote(e.port), &e.remote));
+            local.into_iter().chain(remote)
+        });
+        all.into_iter().chain(ports)
+    }
+
+    fn tracked(&mut self, port: u16) -> Option<&mut PortEntry> {
+        match self.slot_of[usize::from(port)] {
+            0 => None,
+            slot => self.entries.get_mut(usize::from(slot) - 1),
+        }
+    }
+
+    fn entry(&mut self, port: u16) -> &mut PortEntry {
+        let slot = usize::from(self.slot_of[usize::from(port)]);
+        let pos = if slot == 0 {
+            self.entries.push(PortEntry {
+                port,
+                local: [0; STATE_COUNT],
+                remote: [0; STATE_COUNT],
+                local_wanted: false,
+                remote_wanted: false,
+                listening: false,
+            });
+            // At most 65535 distinct non-zero ports, so this fits.
+            self.slot_of[usize::from(port)] = self.entries.len() as u16;
+            self.entries.len() - 1
+        } else {
+            slot - 1
+        };
+        &mut self.entries[pos]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::collections::BTreeMap;
+
+    const EST: u8 = 1;
+    const TW: u8 = 6;
+    const LISTEN: u8 = 10;
+
+    fn table(options: &[(&str, &str)]) -> PortTable {
+        PortTable::new(&parse(options.iter().copied()).unwrap())
+    }
+
+    /// Runs one read the way the gatherer does: listener pass, then all.
+    fn read(t: &mut PortTable, triples: &[(u16, u16, u8)]) -> BTreeMap<Instance, Counts> {
+        t.begin_read();
+        if t.wants_listeners() {
+            for &(l, _, s) in triples {
+                if s == LISTEN {
+                    t.add_listener(l);
+                }
+            }
+        }
+        for &(l, r, s) in triples {
+            t.count(l, r, s);
+        }
+        t.series().map(|(i, c)| (i, *c)).collect()
+    }
+
+    fn counts(pairs: &[(u8, u32)]) -> Counts {
+        let mut c = [0; STATE_COUNT];
+        for &(s, n) in pairs {
+            c[usize::from(s) - 1] = n;
+        }
+        c
+    }
+
+    const POPULATION: &[(u16, u16, u8)] = &[
+        (22, 0, LISTEN),
+        (22, 40001, EST),
+        (40001, 22, EST),
+        (22, 40002, EST),
+        (40002, 22, EST),
+        (80, 0, LISTEN),
+        (80, 0, LISTEN),
+        (40003, 80, TW),
+        (41000, 443, EST),
+        (80, 443, EST),
+    ];
+
+    #[test]
+    fn default_reports_listening_ports_local_only() {
+        let mut t = table(&[]);
+        let got = read(&mut t, POPULATION);
+        let want = BTreeMap::from([
+            (Instance::Local(22), counts(&[(EST, 2), (LISTEN, 1)])),
+            (Instance::Local(80), counts(&[(LISTEN, 2), (EST, 1)])),
+        ]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn summary_counts_every_socket_in_range() {
+        let mut t = table(&[("AllPortsSummary", "true")]);
+        let mut pop = POPULATION.to_vec();
+        pop.push((1, 2, 12)); // TCP_NEW_SYN_RECV: ignored
+        pop.push((1, 2, 0));
+        let got = read(&mut t, &pop);
+        let want = BTreeMap::from([(Instance::All, counts(&[(LISTEN, 3), (EST, 6), (TW, 1)]))]);
+        assert_eq!(got, want);
+        assert_eq!(t.ignored(), 2);
+    }
+
+    #[test]
+    fn a_socket_counts_once_per_matching_direction() {
+        let mut t = table(&[
+            ("LocalPort", "80"),
+            ("RemotePort", "443"),
+            ("RemotePort", "80"),
+        ]);
+        let got = read(&mut t, POPULATION);
+        let want = BTreeMap::from([
+            (Instance::Local(80), counts(&[(LISTEN, 2), (EST, 1)])),
+            (Instance::Remote(80), counts(&[(TW, 1)])),
+            (Instance::Remote(443), counts(&[(EST, 2)])),
+        ]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn configured_ports_are_reported_with_zeros() {
+        let mut t = table(&[("LocalPort", "9999"), ("RemotePort", "9998")]);
+        let got = read(&mut t, POPULATION);
+        assert_eq!(got.len(), 2);
+        assert!(got.values().all(|c| *c == [0; STATE_COUNT]));
+    }
+
+    #[test]
+    fn counts_do_not_depend_on_the_order_of_sockets() {
+        let mut t = table(&[("ListeningPorts", "true"), ("RemotePort", "22")]);
+        let forward = read(&mut t, POPULATION);
+        let mut reversed = POPULATION.to_vec();
+        reversed.reverse();
+        assert_eq!(read(&mut t, &reversed), forward);
+        let mut rotated = POPULATION.to_vec();
+        rotated.rotate_left(3);
+        assert_eq!(read(&mut t, &rotated), forward);
+    }
+
+    #[test]
+    fn a_port_that_stops_listening_is_dropped_at_the_next_read() {
+        let mut t = table(&[]);
+        read(&mut t, POPULATION);
+        let got = read(&mut t, &[(80, 0, LISTEN), (22, 40001, EST)]);
+        assert_eq!(
+            got,
+            BTreeMap::from([(Instance::Local(80), counts(&[(LISTEN, 1)]))])
+        );
+    }
+
+    #[test]
+    fn a_configured_port_that_also_listens_is_reported_once_and_kept() {
+        let mut t = table(&[("LocalPort", "22"), ("ListeningPorts", "yes")]);
+        let first = read(&mut t, POPULATION);
+        assert_eq!(first.len(), 2);
+        let second = read(&mut t, &[]);
+        assert_eq!(
+            second,
+            BTreeMap::from([(Instance::Local(22), [0; STATE_COUNT])])
+        );
+    }
+
+    #[test]
+    fn series_come_in_the_c_plugins_shape() {
+        let mut t = table(&[
+            ("AllPortsSummary", "on"),
+            ("LocalPort", "22"),
+            ("RemotePort", "22"),
+        ]);
+        t.begin_read();
+        let order: Vec<Instance> = t.series().map(|(i, _)| i).collect();
+        assert_eq!(
+            order,
+            vec![Instance::All, Instance::Local(22), Instance::Remote(22)]
+        );
+    }
+
+    #[test]
+    fn many_ports_fit_the_index() {
+        let mut t = table(&[]);
+        t.begin_read();
+        for port in 1..=u16::MAX {
+            t.add_listener(port);
+        }
+        t.add_listener(0);
+        for port in 1..=u16::MAX {
+            t.count(port, 0, LISTEN);
+        }
+        assert_eq!(t.series().count(), 65535);
+        assert!(t.series().all(|(_, c)| c[TcpState::Listen.index()] == 1));
+    }
+}

@@ -292,3 +292,240 @@ fn open() -> Result<Socket, NetlinkError> {
     }
     Ok(socket)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_sock_diag::inet::{InetResponseBuffer, InetResponseHeader};
+    use netlink_packet_utils::traits::Parseable;
+
+    const DUMP_ALL: &[u8] = include_bytes!("../tests/fixtures/netlink_dump_all.bin");
+    const DUMP_LISTEN: &[u8] = include_bytes!("../tests/fixtures/netlink_dump_listen.bin");
+    const EXPECTED_ALL: &str = include_str!("../tests/fixtures/expected_all.txt");
+    const EXPECTED_LISTEN: &str = include_str!("../tests/fixtures/expected_listen.txt");
+
+    /// The datagrams of a fixture: each is a u32 LE length, then the bytes.
+    fn datagrams(mut file: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        while !file.is_empty() {
+            let len = u32::from_le_bytes(file[..4].try_into().unwrap()) as usize;
+            out.push(&file[4..4 + len]);
+            file = &file[4 + len..];
+        }
+        out
+    }
+
+    fn expected(text: &str) -> Vec<(u16, u16, u8)> {
+        let mut v: Vec<_> = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn parse_dump(file: &[u8], seq: u32) -> (Vec<(u16, u16, u8)>, Progress) {
+        let mut got = Vec::new();
+        let mut last = Progress::default();
+        for d in datagrams(file) {
+            assert!(!last.done, "data after NLMSG_DONE");
+            last = parse_datagram(d, seq, &mut |l, r, s| got.push((l, r, s))).unwrap();
+        }
+        got.sort();
+        (got, last)
+    }
+
+    fn message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((HEADER_LEN + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    fn socket_msg(seq: u32, flags: u16, local: u16, remote: u16, state: u8) -> Vec<u8> {
+        let mut p = vec![0u8; RESPONSE_LEN];
+        p[0] = AF_INET;
+        p[1] = state;
+        p[4..6].copy_from_slice(&local.to_be_bytes());
+        p[6..8].copy_from_slice(&remote.to_be_bytes());
+        message(TCPDIAG_GETSOCK, flags, seq, &p)
+    }
+
+    fn collect(d: &[u8], seq: u32) -> Result<(Vec<(u16, u16, u8)>, Progress), NetlinkError> {
+        let mut got = Vec::new();
+        let p = parse_datagram(d, seq, &mut |l, r, s| got.push((l, r, s)))?;
+        Ok((got, p))
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn request_matches_the_captured_bytes() {
+        let mut want = hex_bytes("4c000000 1200 0103 07000000 00000000 02000000");
+        want.extend_from_slice(&[0; 48]);
+        want.extend(hex_bytes("ff0f0000 00000000"));
+        assert_eq!(request(7, 0xfff).to_vec(), want);
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn captured_dump_gives_every_socket_of_both_families() {
+        let (got, last) = parse_dump(DUMP_ALL, 7);
+        assert_eq!(got, expected(EXPECTED_ALL));
+        assert!(last.done && !last.interrupted);
+    }
+
+    #[test]
+    fn captured_listener_dump() {
+        let (got, last) = parse_dump(DUMP_LISTEN, 8);
+        assert_eq!(got, expected(EXPECTED_LISTEN));
+        assert!(last.done);
+    }
+
+    #[test]
+    fn agrees_with_netlink_packet_sock_diag_on_every_message() {
+        let mut checked = 0;
+        for d in datagrams(DUMP_ALL) {
+            let mut rest = d;
+            while !rest.is_empty() {
+                let len = u32_ne(rest, 0) as usize;
+                if u16_ne(rest, 4) == TCPDIAG_GETSOCK {
+                    let payload = &rest[HEADER_LEN..len];
+                    let theirs =
+                        InetResponseHeader::parse(&InetResponseBuffer::new(&payload)).unwrap();
+                    let (ours, _) = collect(&rest[..len], 7).unwrap();
+                    assert_eq!(
+                        ours,
+                        vec![(
+                            theirs.socket_id.source_port,
+                            theirs.socket_id.destination_port,
+                            theirs.state
+                        )]
+                    );
+                    checked += 1;
+                }
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+            }
+        }
+        assert_eq!(checked, expected(EXPECTED_ALL).len());
+    }
+
+    #[test]
+    fn several_messages_per_datagram_and_done_in_the_same_one() {
+        let mut d = socket_msg(3, 2, 22, 0, 10);
+        d.extend(socket_msg(3, 2, 22, 40000, 1));
+        d.extend(socket_msg(3, 2, 40000, 22, 1));
+        d.extend(message(NLMSG_DONE, 2, 3, &0i32.to_ne_bytes()));
+        let (got, p) = collect(&d, 3).unwrap();
+        assert_eq!(got, vec![(22, 0, 10), (22, 40000, 1), (40000, 22, 1)]);
+        assert_eq!(
+            p,
+            Progress {
+                done: true,
+                interrupted: false
+            }
+        );
+    }
+
+    #[test]
+    fn messages_of_another_dump_are_skipped() {
+        let mut d = socket_msg(2, 2, 1, 1, 1);
+        d.extend(socket_msg(3, 2, 22, 0, 10));
+        d.extend(message(NLMSG_DONE, 2, 2, &0i32.to_ne_bytes()));
+        let (got, p) = collect(&d, 3).unwrap();
+        assert_eq!(got, vec![(22, 0, 10)]);
+        assert!(!p.done, "the DONE of another dump does not end ours");
+    }
+
+    #[test]
+    fn nlmsg_error_names_the_errno_and_ack_is_not_an_error() {
+        let mut payload = (-libc::EACCES).to_ne_bytes().to_vec();
+        payload.extend_from_slice(&request(5, 0xfff)[..HEADER_LEN]);
+        let err = collect(&message(NLMSG_ERROR, 0, 5, &payload), 5).unwrap_err();
+        assert!(matches!(err, NetlinkError::Kernel { errno } if errno == libc::EACCES));
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+
+        let mut ack = 0i32.to_ne_bytes().to_vec();
+        ack.extend_from_slice(&request(5, 0xfff)[..HEADER_LEN]);
+        let (got, p) = collect(&message(NLMSG_ERROR, 0, 5, &ack), 5).unwrap();
+        assert!(got.is_empty() && !p.done);
+    }
+
+    #[test]
+    fn a_failed_dump_reports_its_status_from_nlmsg_done() {
+        let d = message(NLMSG_DONE, 2, 9, &(-libc::ENOBUFS).to_ne_bytes());
+        let err = collect(&d, 9).unwrap_err();
+        assert!(matches!(err, NetlinkError::Kernel { errno } if errno == libc::ENOBUFS));
+    }
+
+    #[test]
+    fn an_interrupted_dump_is_flagged() {
+        let mut d = socket_msg(4, 2 | NLM_F_DUMP_INTR, 22, 0, 10);
+        d.extend(message(
+            NLMSG_DONE,
+            2 | NLM_F_DUMP_INTR,
+            4,
+            &0i32.to_ne_bytes(),
+        ));
+        let (got, p) = collect(&d, 4).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(p.done && p.interrupted);
+    }
+
+    #[test]
+    fn states_outside_the_range_are_passed_on_for_the_table_to_ignore() {
+        let (got, _) = collect(&socket_msg(1, 2, 5, 6, 12), 1).unwrap();
+        assert_eq!(got, vec![(5, 6, 12)]);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors_not_panics() {
+        let good = socket_msg(1, 2, 22, 0, 10);
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            ("short header", good[..10].to_vec()),
+            ("length past the end", good[..40].to_vec()),
+            (
+                "short inet_diag message",
+                message(TCPDIAG_GETSOCK, 2, 1, &[0; 8]),
+            ),
+            ("unknown type", message(99, 0, 1, &[0; 4])),
+            ("overrun", message(NLMSG_OVERRUN, 0, 1, &[])),
+            ("error without code", message(NLMSG_ERROR, 0, 1, &[])),
+        ];
+        let mut tiny = good.clone();
+        tiny[0..4].copy_from_slice(&8u32.to_ne_bytes());
+        cases.push(("length below the header", tiny));
+        for (what, bytes) in cases {
+            let err = collect(&bytes, 1).unwrap_err();
+            assert!(matches!(err, NetlinkError::Malformed(_)), "{what}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_real_datagram_parses_or_errors() {
+        let d = datagrams(DUMP_ALL)[0];
+        for cut in 0..d.len() {
+            let _ = collect(&d[..cut], 7);
+        }
+    }
+}

@@ -225,3 +225,216 @@ fn read_table(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = include_str!("../tests/fixtures/proc_net_tcp.txt");
+    const TCP6: &str = include_str!("../tests/fixtures/proc_net_tcp6.txt");
+
+    fn expected(text: &str) -> Vec<(u16, u16, u8)> {
+        let mut v: Vec<_> = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A directory holding `tcp` (and `tcp6` when given).
+    fn tables(name: &str, tcp: &str, tcp6: Option<&str>) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tcpconns-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tcp"), tcp).unwrap();
+        if let Some(tcp6) = tcp6 {
+            std::fs::write(dir.join("tcp6"), tcp6).unwrap();
+        }
+        dir
+    }
+
+    fn dump(dir: &Path, listeners_only: bool) -> (Vec<(u16, u16, u8)>, Option<BadLines>) {
+        let mut got = Vec::new();
+        let bad = Procfs::new(dir)
+            .dump(listeners_only, &mut |l, r, s| got.push((l, r, s)))
+            .unwrap();
+        got.sort();
+        (got, bad)
+    }
+
+    #[test]
+    fn header_and_blank_lines_are_not_sockets() {
+        assert_eq!(parse_line(TCP.lines().next().unwrap().as_bytes()), Ok(None));
+        assert_eq!(parse_line(b""), Ok(None));
+        assert_eq!(parse_line(b"   \t "), Ok(None));
+    }
+
+    #[test]
+    fn a_line_gives_ports_and_state() {
+        let line = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 6913 1";
+        assert_eq!(parse_line(line), Ok(Some((22, 0, 10))));
+        let mapped = b"   3: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000100007F:ACF2 01 00000000:00000000 00:00000000 00000000     0        0 6920 1";
+        assert_eq!(parse_line(mapped), Ok(Some((80, 0xacf2, 1))));
+    }
+
+    #[test]
+    fn real_tables_parse_line_by_line() {
+        for (text, want) in [
+            (TCP, include_str!("../tests/fixtures/expected_proc_tcp.txt")),
+            (
+                TCP6,
+                include_str!("../tests/fixtures/expected_proc_tcp6.txt"),
+            ),
+        ] {
+            let mut got: Vec<_> = text
+                .lines()
+                .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .collect();
+            got.sort();
+            assert_eq!(got, expected(want));
+        }
+    }
+
+    #[test]
+    fn both_tables_together_match_the_netlink_capture() {
+        let dir = tables("both", TCP, Some(TCP6));
+        let (got, bad) = dump(&dir, false);
+        assert_eq!(
+            got,
+            expected(include_str!("../tests/fixtures/expected_all.txt"))
+        );
+        assert_eq!(bad, None);
+        let (listeners, _) = dump(&dir, true);
+        assert_eq!(
+            listeners,
+            expected(include_str!("../tests/fixtures/expected_listen.txt"))
+        );
+    }
+
+    #[test]
+    fn missing_tcp6_means_no_ipv6_but_missing_tcp_is_an_error() {
+        let dir = tables("no6", TCP, None);
+        let (got, _) = dump(&dir, false);
+        assert_eq!(
+            got,
+            expected(include_str!("../tests/fixtures/expected_proc_tcp.txt"))
+        );
+        std::fs::remove_file(dir.join("tcp")).unwrap();
+        let mut sink = |_, _, _| {};
+        let err = Procfs::new(&dir).dump(false, &mut sink).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with(&format!("cannot read {}", dir.join("tcp").display())));
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped_and_reported_with_their_place() {
+        let mut text = String::from(TCP);
+        text.push_str("  99: 0100007F:ZZZZ 00000000:0000 0A 0\n");
+        text.push_str("garbage\n");
+        text.push_str("  98: 0100007F:0017 00000000:0000\n");
+        text.push_str("  97: 0100007F:0018 00000000:0000 0A"); // no newline at the end
+        let dir = tables("bad", &text, None);
+        let (got, bad) = dump(&dir, false);
+        let mut want = expected(include_str!("../tests/fixtures/expected_proc_tcp.txt"));
+        want.push((24, 0, 10));
+        want.sort();
+        assert_eq!(got, want);
+        let bad = bad.unwrap();
+        assert_eq!(bad.count, 3);
+        let line = TCP.lines().count() + 1;
+        assert!(
+            bad.first.starts_with(&format!(
+                "{}:{line}: local address",
+                dir.join("tcp").display()
+            )),
+            "{}",
+            bad.first
+        );
+    }
+
+    #[test]
+    fn odd_fields_are_refused() {
+        for line in [
+            "0 0100007F:0016 00000000:0000 0A",
+            "0: 0100007F0016 00000000:0000 0A",
+            "0: 0100007F:00016 00000000:0000 0A",
+            "0: 100007F:0016 00000000:0000 0A",
+            "0: 0100007F:0016 00000000:0000 100",
+            "0: 0100007F:0016 00000000:0000 G1",
+            "0: 0100007F:0016 00000000:",
+            "0: 0100007F:",
+        ] {
+            assert!(parse_line(line.as_bytes()).is_err(), "{line}");
+        }
+    }
+
+    /// Hands out at most `step` bytes per read, as a slow file might.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_a_small_buffer_give_the_same_result() {
+        let want = {
+            let mut v: Vec<_> = TCP6
+                .lines()
+                .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        for (buffer, step) in [(400, 1), (400, 7), (200, 199), (BUFFER, BUFFER)] {
+            let mut got = Vec::new();
+            let mut buf = vec![0; buffer];
+            read_table(
+                Trickle {
+                    data: TCP6.as_bytes(),
+                    step,
+                },
+                &mut buf,
+                false,
+                &mut |l, r, s| got.push((l, r, s)),
+                &mut |n, _, why| panic!("line {n}: {why}"),
+            )
+            .unwrap();
+            got.sort();
+            assert_eq!(got, want, "buffer {buffer}, step {step}");
+        }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_is_an_error() {
+        let mut buf = vec![0; 100];
+        let err = read_table(
+            Trickle {
+                data: TCP6.as_bytes(),
+                step: 50,
+            },
+            &mut buf,
+            false,
+            &mut |_, _, _| {},
+            &mut |_, _, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("longer than 100 bytes"), "{err}");
+    }
+}

@@ -365,7 +365,9 @@ mod tests {
         message(TCPDIAG_GETSOCK, flags, seq, &p)
     }
 
-    fn collect(d: &[u8], seq: u32) -> Result<(Vec<(u16, u16, u8)>, Progress), NetlinkError> {
+    type Triples = Vec<(u16, u16, u8)>;
+
+    fn collect(d: &[u8], seq: u32) -> Result<(Triples, Progress), NetlinkError> {
         let mut got = Vec::new();
         let p = parse_datagram(d, seq, &mut |l, r, s| got.push((l, r, s)))?;
         Ok((got, p))

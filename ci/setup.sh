@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a fresh Debian machine
+# (run as root): collectd-core (collectd and Debian's C tcpconns.so),
+# iproute2 (ip netns, ss), a C compiler and binutils (test shim, nm), python3
+# (demo population). Rust comes from rustup or Debian's cargo (>= 1.77).
+set -euo pipefail
+
+need=()
+command -v collectd >/dev/null 2>&1 || [ -x /usr/sbin/collectd ] || need+=(collectd-core)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v nm >/dev/null 2>&1 || need+=(binutils)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v cargo >/dev/null 2>&1 || need+=(cargo)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's collectd-core ships the C plugin we compare against.
+test -f /usr/lib/collectd/tcpconns.so
+if ! cargo --version >/dev/null 2>&1; then
+  echo "setup: cargo does not run; install Rust 1.77 or newer (rustup)" >&2
+  exit 1
+fi

@@ -6,6 +6,7 @@
 //! triples) -> [`table::PortTable`] (counts) -> `plugin` (collectd glue).
 
 pub mod config;
+pub mod filter;
 pub mod netlink;
 pub mod procfs;
 pub mod source;

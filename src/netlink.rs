@@ -14,6 +14,8 @@ use netlink_packet_core::{
 use netlink_packet_sock_diag::{inet::RESPONSE_LEN, AF_INET, SOCK_DIAG_BY_FAMILY};
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
+use crate::filter::REQ_BYTECODE;
+
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
 /// only names the newer per-family `SOCK_DIAG_BY_FAMILY`.
 pub const TCPDIAG_GETSOCK: u16 = 18;
@@ -69,20 +71,36 @@ pub struct Progress {
     pub interrupted: bool,
 }
 
-/// The bytes of one legacy dump request for the sockets in `states` (a mask
-/// of `1 << state`).
-pub fn request(seq: u32, states: u32) -> [u8; REQUEST_LEN] {
-    let mut msg = [0u8; REQUEST_LEN];
-    msg[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
-    msg[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    msg[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0: the kernel. The family is ignored for legacy dumps (both
-    // families are walked); AF_INET is what the C plugin sends.
-    msg[HEADER_LEN] = AF_INET;
-    let states_at = HEADER_LEN + 4 + 48;
-    msg[states_at..states_at + 4].copy_from_slice(&states.to_ne_bytes());
-    msg
+/// Writes into `out` one legacy dump request for the sockets in `states` (a
+/// mask of `1 << state`), with a kernel-side filter program when `filter` is
+/// not empty (see [`crate::filter`]).
+pub fn request(out: &mut Vec<u8>, seq: u32, states: u32, filter: &[u8]) {
+    let attr_len = if filter.is_empty() {
+        0
+    } else {
+        4 + filter.len()
+    };
+    let len = REQUEST_LEN + attr_len;
+    out.clear();
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid 0: the kernel.
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    // struct inet_diag_req. The family is ignored for legacy dumps (both
+    // families are walked); AF_INET is what the C plugin sends. Then
+    // src_len, dst_len, ext, and a zero inet_diag_sockid.
+    out.extend_from_slice(&[AF_INET, 0, 0, 0]);
+    out.extend_from_slice(&[0; 48]);
+    out.extend_from_slice(&states.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    if !filter.is_empty() {
+        // struct nlattr: length including itself, then the type.
+        out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        out.extend_from_slice(&REQ_BYTECODE.to_ne_bytes());
+        out.extend_from_slice(filter);
+    }
 }
 
 fn u16_ne(b: &[u8], at: usize) -> u16 {
@@ -189,6 +207,7 @@ pub fn parse_datagram(
 pub struct Netlink {
     socket: Option<Socket>,
     buf: Vec<u8>,
+    req: Vec<u8>,
     seq: u32,
 }
 
@@ -197,6 +216,7 @@ impl Default for Netlink {
         Netlink {
             socket: None,
             buf: Vec::with_capacity(RECV_BUFFER),
+            req: Vec::with_capacity(REQUEST_LEN),
             seq: 0,
         }
     }
@@ -204,14 +224,16 @@ impl Default for Netlink {
 
 impl Netlink {
     /// Dumps the TCP sockets whose state is in `states` (a mask of
-    /// `1 << state`) into `sink`. After any error the socket is closed, so
-    /// the next dump starts clean on a new one.
+    /// `1 << state`) and that pass `filter` (a program from
+    /// [`crate::filter::build`]; empty for all) into `sink`. After any error
+    /// the socket is closed, so the next dump starts clean on a new one.
     pub fn dump(
         &mut self,
         states: u32,
+        filter: &[u8],
         sink: &mut impl FnMut(u16, u16, u8),
     ) -> Result<Progress, NetlinkError> {
-        let result = self.try_dump(states, sink);
+        let result = self.try_dump(states, filter, sink);
         if result.is_err() {
             self.socket = None;
         }
@@ -221,18 +243,25 @@ impl Netlink {
     fn try_dump(
         &mut self,
         states: u32,
+        filter: &[u8],
         sink: &mut impl FnMut(u16, u16, u8),
     ) -> Result<Progress, NetlinkError> {
         if self.socket.is_none() {
             self.socket = Some(open()?);
         }
-        let Netlink { socket, buf, seq } = self;
+        let Netlink {
+            socket,
+            buf,
+            req,
+            seq,
+        } = self;
         let Some(socket) = socket.as_ref() else {
             return Err(NetlinkError::Malformed("no socket".into()));
         };
         *seq = seq.wrapping_add(1);
+        request(req, *seq, states, filter);
         socket
-            .send_to(&request(*seq, states), &SocketAddr::new(0, 0), 0)
+            .send_to(req, &SocketAddr::new(0, 0), 0)
             .map_err(|err| NetlinkError::Io {
                 call: "sendto",
                 err,
@@ -379,7 +408,22 @@ mod tests {
         let mut want = hex_bytes("4c000000 1200 0103 07000000 00000000 02000000");
         want.extend_from_slice(&[0; 48]);
         want.extend(hex_bytes("ff0f0000 00000000"));
-        assert_eq!(request(7, 0xfff).to_vec(), want);
+        let mut got = Vec::new();
+        request(&mut got, 7, 0xfff, &[]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_filter_rides_in_a_bytecode_attribute() {
+        let mut bc = Vec::new();
+        assert!(crate::filter::build(&mut bc, &[22], &[]));
+        let mut got = Vec::new();
+        request(&mut got, 1, 0xffe, &bc);
+        assert_eq!(got.len(), REQUEST_LEN + 4 + bc.len());
+        assert_eq!(u32_ne(&got, 0) as usize, got.len());
+        assert_eq!(u16_ne(&got, REQUEST_LEN) as usize, 4 + bc.len());
+        assert_eq!(u16_ne(&got, REQUEST_LEN + 2), REQ_BYTECODE);
+        assert_eq!(&got[REQUEST_LEN + 4..], &bc[..]);
     }
 
     fn hex_bytes(s: &str) -> Vec<u8> {
@@ -462,13 +506,15 @@ mod tests {
     #[test]
     fn nlmsg_error_names_the_errno_and_ack_is_not_an_error() {
         let mut payload = (-libc::EACCES).to_ne_bytes().to_vec();
-        payload.extend_from_slice(&request(5, 0xfff)[..HEADER_LEN]);
+        let mut req = Vec::new();
+        request(&mut req, 5, 0xfff, &[]);
+        payload.extend_from_slice(&req[..HEADER_LEN]);
         let err = collect(&message(NLMSG_ERROR, 0, 5, &payload), 5).unwrap_err();
         assert!(matches!(err, NetlinkError::Kernel { errno } if errno == libc::EACCES));
         assert!(err.to_string().contains("Permission denied"), "{err}");
 
         let mut ack = 0i32.to_ne_bytes().to_vec();
-        ack.extend_from_slice(&request(5, 0xfff)[..HEADER_LEN]);
+        ack.extend_from_slice(&req[..HEADER_LEN]);
         let (got, p) = collect(&message(NLMSG_ERROR, 0, 5, &ack), 5).unwrap();
         assert!(got.is_empty() && !p.done);
     }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use log::{info, warn};
 
+use crate::filter;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::procfs::{ProcError, Procfs};
 use crate::state::TcpState;
@@ -62,6 +63,11 @@ pub struct Gatherer {
     mode: Mode,
     warned_bad_lines: bool,
     warned_interrupted: bool,
+    /// Off once the kernel has refused a filter program.
+    filtering: bool,
+    local_ports: Vec<u16>,
+    remote_ports: Vec<u16>,
+    program: Vec<u8>,
 }
 
 impl Gatherer {
@@ -72,6 +78,10 @@ impl Gatherer {
             mode: Mode::Unknown,
             warned_bad_lines: false,
             warned_interrupted: false,
+            filtering: true,
+            local_ports: Vec::new(),
+            remote_ports: Vec::new(),
+            program: Vec::new(),
         }
     }
 
@@ -135,16 +145,42 @@ impl Gatherer {
             if table.wants_listeners() {
                 let progress =
                     self.netlink
-                        .dump(TcpState::Listen.mask(), &mut |local, _, state| {
+                        .dump(TcpState::Listen.mask(), &[], &mut |local, _, state| {
                             if state == TcpState::Listen as u8 {
                                 table.add_listener(local)
                             }
                         })?;
                 interrupted |= progress.interrupted;
             }
-            let progress = self
+            let some_ports = table.reported_ports(&mut self.local_ports, &mut self.remote_ports);
+            if some_ports && self.local_ports.is_empty() && self.remote_ports.is_empty() {
+                // Nothing to report (no listener, no port): no need to ask.
+                return Ok(());
+            }
+            let program: &[u8] = if self.filtering
+                && some_ports
+                && filter::build(&mut self.program, &self.local_ports, &self.remote_ports)
+            {
+                &self.program
+            } else {
+                &[]
+            };
+            let progress = match self
                 .netlink
-                .dump(ALL_STATES, &mut |l, r, s| table.count(l, r, s))?;
+                .dump(ALL_STATES, program, &mut |l, r, s| table.count(l, r, s))
+            {
+                Err(NetlinkError::Kernel { errno })
+                    if errno == libc::EINVAL && !program.is_empty() =>
+                {
+                    warn!(
+                        "the kernel refused the port filter (EINVAL); asking it for all \
+                             sockets from now on"
+                    );
+                    self.filtering = false;
+                    continue;
+                }
+                result => result?,
+            };
             interrupted |= progress.interrupted;
             if !interrupted {
                 return Ok(());

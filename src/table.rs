@@ -115,6 +115,26 @@ impl PortTable {
         }
     }
 
+    /// The ports whose sockets this read reports, for a kernel-side filter:
+    /// local ports into `local`, remote ports into `remote`. Returns false
+    /// when every socket is needed (`AllPortsSummary`).
+    pub fn reported_ports(&self, local: &mut Vec<u16>, remote: &mut Vec<u16>) -> bool {
+        local.clear();
+        remote.clear();
+        if self.all_ports_summary {
+            return false;
+        }
+        for e in &self.entries {
+            if e.local_wanted || (self.listening_ports && e.listening) {
+                local.push(e.port);
+            }
+            if e.remote_wanted {
+                remote.push(e.port);
+            }
+        }
+        true
+    }
+
     /// Sockets ignored in this read for a state outside 1..=11.
     pub fn ignored(&self) -> u32 {
         self.ignored
@@ -311,6 +331,30 @@ mod tests {
             order,
             vec![Instance::All, Instance::Local(22), Instance::Remote(22)]
         );
+    }
+
+    #[test]
+    fn reported_ports_are_what_the_series_need() {
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        let mut t = table(&[
+            ("LocalPort", "22"),
+            ("RemotePort", "443"),
+            ("RemotePort", "22"),
+        ]);
+        t.begin_read();
+        assert!(t.reported_ports(&mut local, &mut remote));
+        assert_eq!((&local[..], &remote[..]), (&[22][..], &[22, 443][..]));
+
+        let mut t = table(&[("RemotePort", "443"), ("ListeningPorts", "true")]);
+        t.begin_read();
+        t.add_listener(80);
+        t.add_listener(443);
+        assert!(t.reported_ports(&mut local, &mut remote));
+        assert_eq!((&local[..], &remote[..]), (&[443, 80][..], &[443][..]));
+
+        let mut t = table(&[("AllPortsSummary", "true"), ("LocalPort", "22")]);
+        t.begin_read();
+        assert!(!t.reported_ports(&mut local, &mut remote));
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! `<Plugin tcpconns>` options, as collectd's simple-config callback hands
-//! them over: one `(key, value)` pair per line, values already turned into a
-//! string (`22` arrives as `"22.000000"`, booleans as `"true"`/`"false"`,
-//! several values joined by spaces).
+//! `<Plugin tcpconns>` options. Each option's values are first turned into
+//! one string exactly as collectd's simple-config callback (which the C
+//! plugin uses) would hand them over — `22` becomes `"22.000000"`, booleans
+//! `"true"`/`"false"`, several values joined by spaces — so every value means
+//! what it meant to the C plugin.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// The keys the plugin registers with collectd. collectd matches them
-/// case-insensitively and rejects any other key before it reaches us.
+/// The keys the plugin knows, matched case-insensitively.
 pub const KEYS: [&str; 4] = [
     "ListeningPorts",
     "LocalPort",
@@ -35,8 +35,10 @@ pub enum ConfigError {
     InvalidPort { key: String, value: String },
     /// `LocalPort`/`RemotePort` with no value at all.
     MissingPort { key: String },
-    /// A key this plugin does not know (collectd filters these first).
-    UnknownKey { key: String },
+    /// A key this plugin does not know.
+    UnknownKey { key: String, value: String },
+    /// A `<Block>` inside `<Plugin tcpconns>`; the plugin takes none.
+    Block { key: String },
 }
 
 impl fmt::Display for ConfigError {
@@ -48,11 +50,16 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::MissingPort { key } => write!(
                 f,
-                "{key}: no port given: expected a whole number from 1 to 65535"
+                "{key}: no port given (value \"\"): expected a whole number from 1 to 65535"
             ),
-            ConfigError::UnknownKey { key } => write!(
+            ConfigError::UnknownKey { key, value } => write!(
                 f,
-                "unknown option \"{key}\": expected one of {}",
+                "unknown option \"{key}\" (value \"{value}\"): expected one of {}",
+                KEYS.join(", ")
+            ),
+            ConfigError::Block { key } => write!(
+                f,
+                "<{key}> block: <Plugin tcpconns> takes only the options {}",
                 KEYS.join(", ")
             ),
         }
@@ -88,6 +95,7 @@ impl ConfigBuilder {
         } else {
             return Err(ConfigError::UnknownKey {
                 key: key.to_owned(),
+                value: value.to_owned(),
             });
         }
         Ok(())
@@ -127,6 +135,31 @@ impl ConfigBuilder {
         }
         false
     }
+}
+
+/// One value of an option as collectd's config parser typed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    String(&'a str),
+    Number(f64),
+    Boolean(bool),
+}
+
+/// The string collectd's simple-config callback would pass for these values:
+/// numbers as `%lf`, booleans as `true`/`false`, joined by single spaces.
+pub fn join_values(values: &[Value<'_>]) -> String {
+    let mut out = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match v {
+            Value::String(s) => out.push_str(s),
+            Value::Number(n) => out.push_str(&format!("{n:.6}")),
+            Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        }
+    }
+    out
 }
 
 /// Applies `(key, value)` options in order and returns the finished config.
@@ -363,11 +396,37 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = cfg(&[("LocalPorts", "22")]).unwrap_err();
+        let err = cfg(&[("LocalPorts", "22.000000")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown option \"LocalPorts\": expected one of ListeningPorts, LocalPort, \
-             RemotePort, AllPortsSummary"
+            "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
+             ListeningPorts, LocalPort, RemotePort, AllPortsSummary"
+        );
+    }
+
+    #[test]
+    fn values_are_joined_as_collectds_simple_config_does() {
+        use Value::*;
+        assert_eq!(join_values(&[Number(22.0)]), "22.000000");
+        assert_eq!(join_values(&[Number(-1.0)]), "-1.000000");
+        assert_eq!(join_values(&[Number(22.5)]), "22.500000");
+        assert_eq!(join_values(&[Number(70000.0)]), "70000.000000");
+        assert_eq!(join_values(&[Boolean(true)]), "true");
+        assert_eq!(join_values(&[String("22abc")]), "22abc");
+        assert_eq!(join_values(&[]), "");
+        assert_eq!(
+            join_values(&[Number(22.0), String("25"), Number(8080.0)]),
+            "22.000000 25 8080.000000"
+        );
+        let joined = join_values(&[Number(22.0), Number(25.0)]);
+        assert_eq!(
+            cfg(&[("LocalPort", &joined)]).unwrap().local_ports,
+            vec![22, 25]
+        );
+        let err = cfg(&[("LocalPort", &join_values(&[Boolean(true)]))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "LocalPort: invalid port \"true\": expected a whole number from 1 to 65535"
         );
     }
 

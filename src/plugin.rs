@@ -2,19 +2,20 @@
 //! [`PortTable`] into value lists. Every callback catches panics so that none
 //! can cross into collectd.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CStr};
 use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 
 use collectd_plugin::bindings::{
-    plugin_dispatch_values, plugin_register_config, plugin_register_init, plugin_register_read,
-    plugin_register_shutdown, value_list_t, value_t,
+    oconfig_item_t, plugin_dispatch_values, plugin_register_complex_config, plugin_register_init,
+    plugin_register_read, plugin_register_shutdown, value_list_t, value_t, OCONFIG_TYPE_BOOLEAN,
+    OCONFIG_TYPE_NUMBER, OCONFIG_TYPE_STRING,
 };
 use collectd_plugin::CollectdLoggerBuilder;
 use log::{error, info, warn, LevelFilter};
 
-use crate::config::{ConfigBuilder, KEYS};
+use crate::config::{join_values, ConfigBuilder, ConfigError, Value};
 use crate::procfs::Procfs;
 use crate::source::Gatherer;
 use crate::state::TcpState;
@@ -64,24 +65,10 @@ pub extern "C" fn module_register() {
             .filter_level(LevelFilter::Info)
             .format(|buf, record| write!(buf, "tcpconns plugin: {}", record.args()))
             .try_init();
-        // collectd keeps the key pointers for the life of the process.
-        let keys: &'static mut [*const c_char] = Box::leak(
-            KEYS.iter()
-                .filter_map(|k| CString::new(*k).ok())
-                .map(|k| Box::leak(k.into_boxed_c_str()).as_ptr())
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
-        // SAFETY: NAME and the keys are 'static NUL-terminated strings, the
-        // callbacks are extern "C" functions with the signatures collectd
-        // expects, and `keys.len()` is the length of the array passed.
+        // SAFETY: NAME is a 'static NUL-terminated string and the callbacks
+        // are extern "C" functions with the signatures collectd expects.
         unsafe {
-            plugin_register_config(
-                NAME.as_ptr(),
-                Some(config_callback),
-                keys.as_mut_ptr(),
-                keys.len() as c_int,
-            );
+            plugin_register_complex_config(NAME.as_ptr(), Some(config_callback));
             plugin_register_init(NAME.as_ptr(), Some(init_callback));
             plugin_register_read(NAME.as_ptr(), Some(read_callback));
             plugin_register_shutdown(NAME.as_ptr(), Some(shutdown_callback));
@@ -90,33 +77,121 @@ pub extern "C" fn module_register() {
     });
 }
 
-unsafe extern "C" fn config_callback(key: *const c_char, value: *const c_char) -> c_int {
-    if key.is_null() || value.is_null() {
-        error!("collectd passed an empty option");
+/// A C string from collectd, or "" for NULL.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string that outlives the returned value.
+unsafe fn text<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
+    if p.is_null() {
+        return "".into();
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy()
+}
+
+/// A C array from collectd as a slice; empty for NULL or a count below 1.
+///
+/// # Safety
+/// `p` is NULL or points to `n` valid elements that outlive the slice.
+unsafe fn items<'a, T>(p: *const T, n: c_int) -> &'a [T] {
+    match usize::try_from(n) {
+        Ok(n) if n > 0 && !p.is_null() => {
+            // SAFETY: per this function's contract.
+            unsafe { std::slice::from_raw_parts(p, n) }
+        }
+        _ => &[],
+    }
+}
+
+/// One `<Plugin tcpconns>` block (collectd calls this once per block, so
+/// several blocks accumulate). Each option's values become the string the C
+/// plugin would have received; every bad option is logged, then collectd is
+/// told the configuration failed, which stops it at start.
+unsafe extern "C" fn config_callback(block: *mut oconfig_item_t) -> c_int {
+    if block.is_null() {
+        error!("collectd passed no configuration block");
         return -1;
     }
-    // SAFETY: collectd passes NUL-terminated strings that live for the call.
-    let (key, value) = unsafe { (CStr::from_ptr(key), CStr::from_ptr(value)) };
+    // SAFETY: collectd passes a valid configuration tree that lives for the
+    // duration of this call; nothing here keeps a pointer into it.
+    let block = unsafe { &*block };
+    // SAFETY: as above: children, keys, values and strings are collectd's,
+    // valid for this call.
+    let children = unsafe { items(block.children, block.children_num) };
+    let options: Vec<(String, Result<String, ConfigError>)> = children
+        .iter()
+        .map(|child| {
+            // SAFETY: see above.
+            let key = unsafe { text(child.key) }.into_owned();
+            if child.children_num > 0 {
+                return (key.clone(), Err(ConfigError::Block { key }));
+            }
+            // SAFETY: see above.
+            let raw = unsafe { items(child.values, child.values_num) };
+            let values: Vec<Value<'_>> = raw
+                .iter()
+                .filter_map(|v| {
+                    // SAFETY: the union member read is the one `type_` names.
+                    unsafe {
+                        match u32::try_from(v.type_) {
+                            Ok(OCONFIG_TYPE_STRING) => Some(Value::String(match v.value.string {
+                                p if p.is_null() => "",
+                                p => CStr::from_ptr(p).to_str().unwrap_or("\u{fffd}"),
+                            })),
+                            Ok(OCONFIG_TYPE_NUMBER) => Some(Value::Number(v.value.number)),
+                            Ok(OCONFIG_TYPE_BOOLEAN) => Some(Value::Boolean(v.value.boolean != 0)),
+                            _ => None,
+                        }
+                    }
+                })
+                .collect();
+            (key, Ok(join_values(&values)))
+        })
+        .collect();
     guard("config", || {
-        let (key, value) = (key.to_string_lossy(), value.to_string_lossy());
-        let mut options = lock(&OPTIONS);
-        let options = options.get_or_insert_with(ConfigBuilder::default);
-        let result = options.apply(&key, &value);
-        for warning in options.take_warnings() {
-            warn!("{warning}");
-        }
-        match result {
-            Ok(()) => 0,
-            Err(err) => {
+        fault("config");
+        let mut status = 0;
+        let mut builder = lock(&OPTIONS);
+        let builder = builder.get_or_insert_with(ConfigBuilder::default);
+        for (key, value) in options {
+            let result = value.and_then(|value| builder.apply(&key, &value));
+            for warning in builder.take_warnings() {
+                warn!("{warning}");
+            }
+            if let Err(err) = result {
                 error!("{err}");
-                -1
+                status = -1;
             }
         }
+        status
     })
 }
 
+/// A deliberate panic at `point` when the crate is built with the
+/// `fault-injection` feature and `TCPCONNS_FAULT` names the point; lets tests
+/// show that no panic reaches collectd. A no-op in normal builds.
+#[cfg(feature = "fault-injection")]
+fn fault(point: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static READ_FIRED: AtomicBool = AtomicBool::new(false);
+    let wanted = std::env::var("TCPCONNS_FAULT").unwrap_or_default();
+    for w in wanted.split(',') {
+        let fire = match w {
+            "read-once" => point == "read" && !READ_FIRED.swap(true, Ordering::SeqCst),
+            w => w == point,
+        };
+        if fire {
+            panic!("injected fault at {point}");
+        }
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn fault(_point: &str) {}
+
 unsafe extern "C" fn init_callback() -> c_int {
     guard("init", || {
+        fault("init");
         let config = lock(&OPTIONS)
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
@@ -131,6 +206,7 @@ unsafe extern "C" fn init_callback() -> c_int {
 
 unsafe extern "C" fn read_callback() -> c_int {
     guard("read", || {
+        fault("read");
         let mut reader = lock(&READER);
         let Some(reader) = reader.as_mut() else {
             error!("read called before init");

@@ -630,6 +630,9 @@ pub enum Plugin {
     Ours,
     /// Debian's C plugin, `/usr/lib/collectd/tcpconns.so`.
     Stock,
+    /// A debug build of ours with the `fault-injection` feature (from
+    /// [`fault_plugin_dir`]): `TCPCONNS_FAULT` makes it panic on purpose.
+    Faulty,
 }
 
 /// Debian's plugin directory.
@@ -714,6 +717,61 @@ fn build_plugin() -> PathBuf {
         dest.display()
     );
     dir
+}
+
+/// The LD_PRELOAD shim built from `tests/shim/proc_faults.c` (see there):
+/// `PROC_FAULTS` makes chosen files fail to open, or opens others instead.
+pub fn proc_faults_shim() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim/proc_faults.c");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let tmp = dir.join(format!("proc_faults.so.tmp-{}", std::process::id()));
+        let dest = dir.join("proc_faults.so");
+        run_checked(
+            Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .arg("-ldl"),
+            "compile the proc_faults shim",
+        );
+        fs::rename(&tmp, &dest)
+            .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), dest.display()));
+        dest
+    })
+    .clone()
+}
+
+/// Directory holding a debug `tcpconns.so` built with the `fault-injection`
+/// feature, in its own target directory so it never replaces the release
+/// build the other tests load. Built once per process.
+pub fn fault_plugin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = manifest_dir.join("target/fault-injection");
+        run_checked(
+            Command::new(env!("CARGO"))
+                .current_dir(manifest_dir)
+                .args([
+                    "build",
+                    "--lib",
+                    "--features",
+                    "fault-injection",
+                    "--target-dir",
+                ])
+                .arg(&target),
+            "build the fault-injection plugin",
+        );
+        let dir = target.join("plugins");
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        fs::copy(target.join("debug/libtcpconns.so"), dir.join("tcpconns.so"))
+            .expect("copy the fault-injection plugin");
+        dir
+    })
+    .clone()
 }
 
 /// The LD_PRELOAD shim built from `tests/shim/no_netlink.c` (once per
@@ -808,8 +866,11 @@ fn write_config(dir: &Path, plugin: Plugin, plugin_block: &str, interval_secs: u
     c += &format!("  DataDir {}\n", quote(&format!("{d}/csv")));
     c += "  StoreRates false\n</Plugin>\n\n";
     match plugin {
-        Plugin::Ours => {
-            let pd = plugin_dir();
+        Plugin::Ours | Plugin::Faulty => {
+            let pd = match plugin {
+                Plugin::Faulty => fault_plugin_dir(),
+                _ => plugin_dir(),
+            };
             c += &format!(
                 "PluginDir {}\nLoadPlugin tcpconns\nPluginDir {}\n\n",
                 quote(pd.to_str().expect("plugin dir is UTF-8")),
@@ -1119,6 +1180,78 @@ pub fn run_collectd_opts(
     run
 }
 
+/// A collectd started in the background, for tests that act while it runs.
+pub struct Collectd {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Collectd {
+    /// Starts collectd in `ns` with the given global interval.
+    pub fn start(
+        ns: &Netns,
+        plugin: Plugin,
+        plugin_block: &str,
+        env: &[(&str, &str)],
+        interval_secs: u32,
+    ) -> Collectd {
+        let Started { dir, child } =
+            start_collectd(Some(ns), plugin, plugin_block, env, interval_secs);
+        Collectd { dir, child }
+    }
+
+    /// Reads that reached csv so far (the most rows in any tcpconns file).
+    pub fn reads(&self) -> usize {
+        csv_progress(&self.dir).2
+    }
+
+    /// Waits until `n` reads reached csv; panics with the log after `timeout`.
+    pub fn wait_reads(&mut self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.reads() < n {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "collectd exited ({st}) before {n} reads:\n{}",
+                    read_log(&self.dir)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} reads after {timeout:?}:\n{}",
+                self.reads(),
+                read_log(&self.dir)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir)
+    }
+
+    /// Stops collectd and returns what it wrote; `status` is `None` when it
+    /// was still running (it did not exit on its own).
+    pub fn finish(mut self) -> Run {
+        let status = match self.child.try_wait() {
+            Ok(Some(st)) => Some(st),
+            _ => {
+                stop(&mut self.child);
+                None
+            }
+        };
+        let (values, rows) = read_values(&self.dir);
+        let run = Run {
+            values,
+            rows,
+            log: read_log(&self.dir),
+            status,
+        };
+        cleanup(&self.dir);
+        run
+    }
+}
+
 /// For config-error tests: starts collectd (inside `ns_or_none`, or in the
 /// test's own namespace for `None`) and waits until it exits or `wait`
 /// elapses. `status` is `None` if it was still running and had to be
@@ -1129,7 +1262,18 @@ pub fn run_collectd_config(
     plugin_block: &str,
     wait: Duration,
 ) -> Run {
-    let Started { dir, mut child } = start_collectd(ns_or_none, plugin, plugin_block, &[], 3600);
+    run_collectd_config_env(ns_or_none, plugin, plugin_block, &[], wait)
+}
+
+/// [`run_collectd_config`] with extra environment for collectd.
+pub fn run_collectd_config_env(
+    ns_or_none: Option<&Netns>,
+    plugin: Plugin,
+    plugin_block: &str,
+    env: &[(&str, &str)],
+    wait: Duration,
+) -> Run {
+    let Started { dir, mut child } = start_collectd(ns_or_none, plugin, plugin_block, env, 3600);
     let deadline = Instant::now() + wait;
     let status = loop {
         match child.try_wait() {

@@ -1,0 +1,397 @@
+//! What hosts do to a plugin over months, each made to happen for real:
+//! bad configuration, netlink refused or failing mid-run, procfs tables
+//! missing or unreadable, socket churn during reads, odd kernel lines, and
+//! panics. collectd must never go down, and values must never lie.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn tcpconns_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("tcpconns plugin:"))
+        .collect()
+}
+
+#[test]
+fn bad_configs_stop_collectd_with_one_line_naming_key_value_and_range() {
+    let range = "expected a whole number from 1 to 65535";
+    let cases: &[(&str, &str)] = &[
+        ("LocalPort 0", "LocalPort: invalid port \"0.000000\""),
+        ("LocalPort -1", "LocalPort: invalid port \"-1.000000\""),
+        (
+            "RemotePort 65536",
+            "RemotePort: invalid port \"65536.000000\"",
+        ),
+        (
+            "LocalPort 70000",
+            "LocalPort: invalid port \"70000.000000\"",
+        ),
+        ("LocalPort \"abc\"", "LocalPort: invalid port \"abc\""),
+        ("RemotePort \"22abc\"", "RemotePort: invalid port \"22abc\""),
+        ("LocalPort 22.5", "LocalPort: invalid port \"22.500000\""),
+        ("LocalPort \"\"", "LocalPort: no port given (value \"\")"),
+        ("LocalPort true", "LocalPort: invalid port \"true\""),
+        ("LocalPort 22 25x", "LocalPort: invalid port \"25x\""),
+        (
+            "Foo 1",
+            "unknown option \"Foo\" (value \"1.000000\"): expected one of ListeningPorts, \
+             LocalPort, RemotePort, AllPortsSummary",
+        ),
+        (
+            "<Ports>\n  LocalPort 22\n  </Ports>",
+            "<Ports> block: <Plugin tcpconns> takes only the options",
+        ),
+    ];
+    for (option, message) in cases {
+        let block = format!("<Plugin tcpconns>\n  {option}\n</Plugin>");
+        let run = run_collectd_config(None, Plugin::Ours, &block, WAIT);
+        let code = run.status.and_then(|s| s.code());
+        assert_eq!(
+            code,
+            Some(1),
+            "{option}: collectd did not refuse to start:\n{}",
+            run.log
+        );
+        assert!(
+            run.log.contains("Error: Parsing the config file failed!"),
+            "{option}:\n{}",
+            run.log
+        );
+        let ours = tcpconns_lines(&run.log);
+        assert_eq!(ours.len(), 1, "{option}: want one line, got {ours:#?}");
+        assert!(
+            ours[0].contains("[error] tcpconns plugin: "),
+            "{option}: {}",
+            ours[0]
+        );
+        assert!(ours[0].contains(message), "{option}: {}", ours[0]);
+        if message.contains("port") && !message.starts_with('<') && !message.starts_with("unknown")
+        {
+            assert!(ours[0].ends_with(range), "{option}: {}", ours[0]);
+        }
+    }
+}
+
+#[test]
+fn good_config_variants_start_and_count() {
+    let ns = Netns::new("goodcfg");
+    let pop = mixed_population(&ns);
+    let thousand: String = (1..=1000).map(|p| format!("  LocalPort {p}\n")).collect();
+    let cases: Vec<(String, Selection)> = vec![
+        (
+            "<Plugin tcpconns>\n  LocalPort \"22\"\n</Plugin>".into(),
+            Selection { local: vec![22], ..Selection::default() },
+        ),
+        (
+            "<Plugin tcpconns>\n  localport 22\n  REMOTEPORT \"8080\"\n</Plugin>".into(),
+            Selection { local: vec![22], remote: vec![8080], ..Selection::default() },
+        ),
+        (
+            "<Plugin tcpconns>\n  ListeningPorts \"yes\"\n  AllPortsSummary \"On\"\n</Plugin>".into(),
+            Selection { listening: true, summary: true, ..Selection::default() },
+        ),
+        (
+            "<Plugin tcpconns>\n  LocalPort 80\n</Plugin>\n<Plugin tcpconns>\n  RemotePort 22\n</Plugin>".into(),
+            Selection { local: vec![80], remote: vec![22], ..Selection::default() },
+        ),
+        (
+            format!("<Plugin tcpconns>\n{thousand}</Plugin>"),
+            Selection { local: (1..=1000).collect(), ..Selection::default() },
+        ),
+    ];
+    for (block, sel) in cases {
+        let run = run_collectd(&ns, Plugin::Ours, &block, &[]);
+        let want = expected_values(&pop.expected, &sel);
+        assert_values(&block[..block.len().min(80)], &run.values, &want, &run.log);
+    }
+}
+
+#[test]
+fn a_panic_in_a_read_is_logged_and_collectd_keeps_reading() {
+    let ns = Netns::new("panic");
+    let pop = mixed_population(&ns);
+    let mut c = Collectd::start(
+        &ns,
+        Plugin::Faulty,
+        "",
+        &[("TCPCONNS_FAULT", "read-once")],
+        1,
+    );
+    c.wait_reads(2, WAIT);
+    let run = c.finish();
+    assert!(run.status.is_none(), "collectd exited:\n{}", run.log);
+    assert!(
+        run.log
+            .contains("[error] tcpconns plugin: internal error in read: injected fault at read"),
+        "{}",
+        run.log
+    );
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            listening: true,
+            ..Selection::default()
+        },
+    );
+    assert_values("after the panic", &run.values, &want, &run.log);
+}
+
+#[test]
+fn a_panic_in_config_or_init_never_takes_collectd_down() {
+    let block = "<Plugin tcpconns>\n  LocalPort 22\n</Plugin>";
+    let run = run_collectd_config_env(
+        None,
+        Plugin::Faulty,
+        block,
+        &[("TCPCONNS_FAULT", "config")],
+        WAIT,
+    );
+    assert_eq!(run.status.and_then(|s| s.code()), Some(1), "{}", run.log);
+    assert!(
+        run.log
+            .contains("internal error in config: injected fault at config"),
+        "{}",
+        run.log
+    );
+
+    let ns = Netns::new("initpanic");
+    let c = Collectd::start(&ns, Plugin::Faulty, block, &[("TCPCONNS_FAULT", "init")], 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = c.log();
+    let run = c.finish();
+    assert!(run.status.is_none(), "collectd exited:\n{}", run.log);
+    assert!(
+        log.contains("internal error in init: injected fault at init"),
+        "{log}"
+    );
+    assert!(
+        run.values.is_empty(),
+        "values after a failed init: {:?}",
+        run.values
+    );
+}
+
+#[test]
+fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
+    let ns = Netns::new("flap");
+    let pop = mixed_population(&ns);
+    let flag = std::env::temp_dir().join(format!("tcpconns-flap-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let shim = no_netlink_shim();
+    let block = "<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>";
+    let env = [
+        ("LD_PRELOAD", shim.to_str().unwrap()),
+        ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
+    ];
+    let mut c = Collectd::start(&ns, Plugin::Ours, block, &env, 1);
+    c.wait_reads(2, WAIT);
+    std::fs::write(&flag, "").unwrap();
+    let off = c.reads();
+    c.wait_reads(off + 3, WAIT);
+    std::fs::remove_file(&flag).unwrap();
+    let on = c.reads();
+    c.wait_reads(on + 5, WAIT);
+    let log = c.log();
+    let run = c.finish();
+    assert_eq!(
+        log.matches("netlink failed: sendto on the sock_diag socket failed")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("netlink works again").count(), 1, "{log}");
+    assert!(!log.contains("nothing dispatched"), "{log}");
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            listening: true,
+            remote: vec![22],
+            ..Selection::default()
+        },
+    );
+    let reads = run.rows.values().map(Vec::len).max().unwrap_or(0);
+    assert!(reads >= on + 5, "{reads} reads:\n{log}");
+    for (key, rows) in &run.rows {
+        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{log}");
+        for pair in rows.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap < 1.6, "{key:?}: {gap} s between reads:\n{log}");
+        }
+        for (t, v) in rows {
+            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{log}");
+        }
+    }
+}
+
+fn with_procfs_faults(tag: &str, faults: &str, pop_v4_only: bool) -> (Run, Population) {
+    let ns = Netns::new(tag);
+    let mut pop = Population::new(&ns);
+    pop.listen_v4(22)
+        .established(22, 3, Family::V4)
+        .time_wait(22, 1);
+    if !pop_v4_only {
+        pop.listen_v6(8080).established(8080, 2, Family::V6);
+    }
+    pop.settle(&ns);
+    let nl = no_netlink_shim();
+    let pf = proc_faults_shim();
+    let preload = format!("{} {}", nl.display(), pf.display());
+    let block = "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n</Plugin>";
+    let c = Collectd::start(
+        &ns,
+        Plugin::Ours,
+        block,
+        &[("LD_PRELOAD", &preload), ("PROC_FAULTS", faults)],
+        1,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    (c.finish(), pop)
+}
+
+#[test]
+fn missing_tcp6_means_no_ipv6_and_still_counts_ipv4() {
+    let (run, pop) = with_procfs_faults("no6", "/proc/net/tcp6=ENOENT", true);
+    assert!(run.status.is_none(), "{}", run.log);
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            listening: true,
+            summary: true,
+            ..Selection::default()
+        },
+    );
+    assert_values("tcp6 missing", &run.values, &want, &run.log);
+    assert!(run.rows.values().all(|r| r.len() >= 2), "{:?}", run.rows);
+}
+
+#[test]
+fn an_unreadable_table_dispatches_nothing_rather_than_wrong_counts() {
+    for (tag, faults, file) in [
+        ("tcp6acc", "/proc/net/tcp6=EACCES", "/proc/net/tcp6"),
+        ("tcpacc", "/proc/net/tcp=EACCES", "/proc/net/tcp"),
+    ] {
+        let (run, _) = with_procfs_faults(tag, faults, false);
+        assert!(run.status.is_none(), "{}", run.log);
+        assert!(run.values.is_empty(), "{tag}: dispatched {:?}", run.values);
+        let line = format!(
+            "[error] tcpconns plugin: reading sockets failed, nothing dispatched: netlink failed \
+             (socket(AF_NETLINK, NETLINK_SOCK_DIAG) on the sock_diag socket failed: Permission \
+             denied (os error 13)) and cannot read {file}: Permission denied (os error 13)"
+        );
+        assert!(run.log.contains(&line), "{tag}: want {line}\n{}", run.log);
+        assert!(
+            run.log
+                .contains("read-function of plugin `tcpconns' failed"),
+            "{}",
+            run.log
+        );
+    }
+}
+
+#[test]
+fn odd_kernel_lines_are_ignored_never_a_panic() {
+    // A table with a state outside 1..11 (0C), a malformed line, and two
+    // good sockets, served in place of /proc/net/tcp.
+    let dir = std::env::temp_dir().join(format!("tcpconns-odd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("tcp");
+    std::fs::write(
+        &table,
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+         0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1\n   \
+         1: 0100007F:0016 0100007F:9C40 0C 00000000:00000000 00:00000000 00000000     0        0 101 1\n   \
+         2: 0100007F:ZZZZ 0100007F:9C41 01 00000000:00000000 00:00000000 00000000     0        0 102 1\n   \
+         3: 0100007F:0016 0100007F:9C42 01 00000000:00000000 00:00000000 00000000     0        0 103 1\n",
+    )
+    .unwrap();
+    let faults = format!("/proc/net/tcp=@{},/proc/net/tcp6=ENOENT", table.display());
+    let (run, _) = with_procfs_faults("odd", &faults, true);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(run.status.is_none(), "{}", run.log);
+    assert_eq!(run.get("22-local", "LISTEN"), Some(1.0), "{}", run.log);
+    assert_eq!(run.get("22-local", "ESTABLISHED"), Some(1.0), "{}", run.log);
+    assert_eq!(run.get("all", "ESTABLISHED"), Some(1.0), "{}", run.log);
+    assert!(
+        run.log
+            .contains("ignoring 1 sockets in states outside 1..11"),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("skipped 1 malformed lines, first: /proc/net/tcp:4: local address"),
+        "{}",
+        run.log
+    );
+}
+
+#[test]
+fn socket_churn_during_reads_never_fails_a_read() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let ns = Netns::new("churn");
+    let mut pop = Population::new(&ns);
+    pop.listen_v4(22)
+        .established(22, 5, Family::V4)
+        .listen_v4(9000);
+    pop.settle(&ns);
+    let stop = Arc::new(AtomicBool::new(false));
+    let name = ns.name().to_string();
+    let listener = pop.listeners.last().unwrap().socket.try_clone().unwrap();
+    let churner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            enter_netns(&name, || {
+                listener.set_nonblocking(false).unwrap();
+                let mut made = 0;
+                while !stop.load(Ordering::Relaxed) && made < 4000 {
+                    let mut open = Vec::new();
+                    for _ in 0..50 {
+                        let c = std::net::TcpStream::connect("127.0.0.1:9000").unwrap();
+                        let (a, _) = listener.accept().unwrap();
+                        open.push((c, a));
+                    }
+                    made += 50;
+                    drop(open);
+                    std::thread::sleep(Duration::from_millis(40));
+                }
+                made
+            })
+        })
+    };
+    let block = "<Plugin tcpconns>\n  AllPortsSummary true\n  LocalPort 22\n</Plugin>";
+    let mut c = Collectd::start(&ns, Plugin::Ours, block, &[], 1);
+    c.wait_reads(4, WAIT);
+    stop.store(true, Ordering::Relaxed);
+    let made = churner.join().unwrap();
+    let run = c.finish();
+    assert!(made >= 500, "only {made} connections churned");
+    assert!(!run.log.contains("failed"), "{}", run.log);
+    let stable = expected_values(
+        &pop.expected,
+        &Selection {
+            local: vec![22],
+            ..Selection::default()
+        },
+    );
+    for (key, rows) in &run.rows {
+        for (t, v) in rows {
+            if key.0 == "22-local" {
+                assert_eq!(Some(v), stable.get(key), "{key:?} at {t}");
+            }
+            if key.0 == "all" && key.1 == "LISTEN" {
+                assert_eq!(*v, 2.0, "at {t}");
+            }
+            if key.0 == "all" && key.1 == "ESTABLISHED" {
+                assert!((10.0..=110.0).contains(v), "ESTABLISHED {v} at {t}");
+            }
+            if key.0 == "all" && key.1 == "TIME_WAIT" {
+                assert!(*v <= made as f64, "TIME_WAIT {v} at {t}");
+            }
+        }
+    }
+}

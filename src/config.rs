@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 /// The keys the plugin knows, matched case-insensitively.
-pub const KEYS: [&str; 4] = [
+pub const KEYS: [&str; 5] = [
     "ListeningPorts",
     "LocalPort",
     "RemotePort",
     "AllPortsSummary",
+    "AcceptQueue",
 ];
 
 /// What to count and dispatch.
@@ -26,6 +27,8 @@ pub struct Config {
     pub local_ports: Vec<u16>,
     /// Ports reported as `<port>-remote`, ascending.
     pub remote_ports: Vec<u16>,
+    /// Also report each reported local port's accept queue (`queue_length`).
+    pub accept_queue: bool,
 }
 
 /// A value the plugin refuses; collectd then stops at start.
@@ -74,6 +77,7 @@ impl std::error::Error for ConfigError {}
 pub struct ConfigBuilder {
     listening_ports: bool,
     all_ports_summary: bool,
+    accept_queue: bool,
     local_ports: BTreeSet<u16>,
     remote_ports: BTreeSet<u16>,
     warnings: Vec<String>,
@@ -86,6 +90,8 @@ impl ConfigBuilder {
             self.listening_ports = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("AllPortsSummary") {
             self.all_ports_summary = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("AcceptQueue") {
+            self.accept_queue = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("LocalPort") {
             let ports = parse_ports(key, value)?;
             self.local_ports.extend(ports);
@@ -118,6 +124,7 @@ impl ConfigBuilder {
             all_ports_summary: self.all_ports_summary,
             local_ports: self.local_ports.iter().copied().collect(),
             remote_ports: self.remote_ports.iter().copied().collect(),
+            accept_queue: self.accept_queue,
         }
     }
 
@@ -296,6 +303,13 @@ mod tests {
     }
 
     #[test]
+    fn accept_queue_is_off_unless_asked_and_selects_nothing_by_itself() {
+        assert!(!cfg(&[]).unwrap().accept_queue);
+        let c = cfg(&[("acceptqueue", "true")]).unwrap();
+        assert!(c.accept_queue && c.listening_ports);
+    }
+
+    #[test]
     fn keys_are_case_insensitive() {
         let c = cfg(&[
             ("localport", "22.000000"),
@@ -400,7 +414,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
-             ListeningPorts, LocalPort, RemotePort, AllPortsSummary"
+             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue"
         );
     }
 

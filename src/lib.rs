@@ -9,6 +9,7 @@ pub mod config;
 pub mod filter;
 pub mod netlink;
 pub mod procfs;
+pub mod socket;
 pub mod source;
 pub mod state;
 pub mod table;

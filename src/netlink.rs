@@ -12,9 +12,10 @@ use netlink_packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::{inet::RESPONSE_LEN, AF_INET, SOCK_DIAG_BY_FAMILY};
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket, SocketAddr};
 
 use crate::filter::REQ_BYTECODE;
+use crate::socket::Socket;
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
 /// only names the newer per-family `SOCK_DIAG_BY_FAMILY`.
@@ -118,7 +119,7 @@ fn u32_ne(b: &[u8], at: usize) -> u32 {
 pub fn parse_datagram(
     datagram: &[u8],
     seq: u32,
-    sink: &mut impl FnMut(u16, u16, u8),
+    sink: &mut impl FnMut(&Socket),
 ) -> Result<Progress, NetlinkError> {
     let mut progress = Progress::default();
     let mut rest = datagram;
@@ -157,11 +158,16 @@ pub fn parse_datagram(
                     )));
                 }
                 // inet_diag_msg: family, state, timer, retrans, then the
-                // socket id starting with sport and dport in network order.
-                let state = payload[1];
-                let local = u16::from_be_bytes([payload[4], payload[5]]);
-                let remote = u16::from_be_bytes([payload[6], payload[7]]);
-                sink(local, remote, state);
+                // 48-byte socket id starting with sport and dport in network
+                // order; then expires, rqueue, wqueue (for a listener: the
+                // accept queue and its limit).
+                sink(&Socket {
+                    local: u16::from_be_bytes([payload[4], payload[5]]),
+                    remote: u16::from_be_bytes([payload[6], payload[7]]),
+                    state: payload[1],
+                    queue: u32_ne(payload, 56),
+                    queue_limit: Some(u32_ne(payload, 60)),
+                });
             }
             NLMSG_DONE => {
                 // The kernel puts the dump's final status here.
@@ -205,7 +211,7 @@ pub fn parse_datagram(
 
 /// An open sock_diag socket, kept across reads, and its receive buffer.
 pub struct Netlink {
-    socket: Option<Socket>,
+    socket: Option<NlSocket>,
     buf: Vec<u8>,
     req: Vec<u8>,
     seq: u32,
@@ -231,7 +237,7 @@ impl Netlink {
         &mut self,
         states: u32,
         filter: &[u8],
-        sink: &mut impl FnMut(u16, u16, u8),
+        sink: &mut impl FnMut(&Socket),
     ) -> Result<Progress, NetlinkError> {
         let result = self.try_dump(states, filter, sink);
         if result.is_err() {
@@ -244,7 +250,7 @@ impl Netlink {
         &mut self,
         states: u32,
         filter: &[u8],
-        sink: &mut impl FnMut(u16, u16, u8),
+        sink: &mut impl FnMut(&Socket),
     ) -> Result<Progress, NetlinkError> {
         if self.socket.is_none() {
             self.socket = Some(open()?);
@@ -293,8 +299,8 @@ impl Netlink {
     }
 }
 
-fn open() -> Result<Socket, NetlinkError> {
-    let socket = Socket::new(NETLINK_SOCK_DIAG).map_err(|err| NetlinkError::Io {
+fn open() -> Result<NlSocket, NetlinkError> {
+    let socket = NlSocket::new(NETLINK_SOCK_DIAG).map_err(|err| NetlinkError::Io {
         call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)",
         err,
     })?;
@@ -365,7 +371,10 @@ mod tests {
         let mut last = Progress::default();
         for d in datagrams(file) {
             assert!(!last.done, "data after NLMSG_DONE");
-            last = parse_datagram(d, seq, &mut |l, r, s| got.push((l, r, s))).unwrap();
+            last = parse_datagram(d, seq, &mut |s: &Socket| {
+                got.push((s.local, s.remote, s.state))
+            })
+            .unwrap();
         }
         got.sort();
         (got, last)
@@ -398,7 +407,9 @@ mod tests {
 
     fn collect(d: &[u8], seq: u32) -> Result<(Triples, Progress), NetlinkError> {
         let mut got = Vec::new();
-        let p = parse_datagram(d, seq, &mut |l, r, s| got.push((l, r, s)))?;
+        let p = parse_datagram(d, seq, &mut |s: &Socket| {
+            got.push((s.local, s.remote, s.state))
+        })?;
         Ok((got, p))
     }
 

@@ -248,9 +248,41 @@ fn set_name(field: &mut [c_char; 128], text: &[u8]) {
     field[len] = 0;
 }
 
-/// One value list per series and state, as the C plugin sends them.
+/// Writes a plugin instance (`all`, `22-local`, `443-remote`) into `field`.
+fn set_instance(field: &mut [c_char; 128], instance: Instance) {
+    let mut text = [0u8; 16];
+    let free = {
+        let mut cursor = &mut text[..];
+        // 16 bytes hold "65535-remote"; a failed write only shortens it.
+        let _ = match instance {
+            Instance::All => write!(cursor, "all"),
+            Instance::Local(port) => write!(cursor, "{port}-local"),
+            Instance::Remote(port) => write!(cursor, "{port}-remote"),
+        };
+        cursor.len()
+    };
+    set_name(field, &text[..text.len() - free]);
+}
+
+/// Dispatches one gauge with the type and type instance given.
+fn submit(vl: &mut value_list_t, type_: &[u8], type_instance: &[u8], gauge: f64) {
+    let mut value = value_t { gauge };
+    vl.values = &mut value;
+    vl.values_len = 1;
+    set_name(&mut vl.type_, type_);
+    set_name(&mut vl.type_instance, type_instance);
+    // SAFETY: `vl` is fully initialised, its strings NUL-terminated, and
+    // `values` points to one live value; collectd copies the list before
+    // returning, so nothing keeps the pointer.
+    unsafe {
+        plugin_dispatch_values(vl);
+    }
+    vl.values = std::ptr::null_mut();
+}
+
+/// One value list per series and state, as the C plugin sends them; then,
+/// with `AcceptQueue`, the accept queues.
 fn dispatch(table: &PortTable) {
-    let mut value = value_t { gauge: 0.0 };
     let mut vl = value_list_t {
         values: std::ptr::null_mut(),
         values_len: 1,
@@ -264,30 +296,18 @@ fn dispatch(table: &PortTable) {
         meta: std::ptr::null_mut(),
     };
     set_name(&mut vl.plugin, b"tcpconns");
-    set_name(&mut vl.type_, b"tcp_connections");
     for (instance, counts) in table.series() {
-        let mut text = [0u8; 16];
-        let free = {
-            let mut cursor = &mut text[..];
-            // 16 bytes hold "65535-remote"; a failed write only shortens it.
-            let _ = match instance {
-                Instance::All => write!(cursor, "all"),
-                Instance::Local(port) => write!(cursor, "{port}-local"),
-                Instance::Remote(port) => write!(cursor, "{port}-remote"),
-            };
-            cursor.len()
-        };
-        set_name(&mut vl.plugin_instance, &text[..text.len() - free]);
+        set_instance(&mut vl.plugin_instance, instance);
         for state in TcpState::ALL {
-            value.gauge = f64::from(counts[state.index()]);
-            vl.values = &mut value;
-            set_name(&mut vl.type_instance, state.name().as_bytes());
-            // SAFETY: `vl` is fully initialised, its strings NUL-terminated,
-            // and `values` points to one live value; collectd copies the list
-            // before returning.
-            unsafe {
-                plugin_dispatch_values(&vl);
-            }
+            let n = f64::from(counts[state.index()]);
+            submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
+        }
+    }
+    for q in table.accept_queues() {
+        set_instance(&mut vl.plugin_instance, Instance::Local(q.port));
+        submit(&mut vl, b"queue_length", b"accept", f64::from(q.queue));
+        if let Some(limit) = q.limit {
+            submit(&mut vl, b"queue_length", b"accept_limit", f64::from(limit));
         }
     }
 }

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::socket::Socket;
 use crate::state::TcpState;
 
 /// Enough for hundreds of lines per system call; lines are ~150 bytes.
@@ -27,9 +28,10 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Parses one line into `(local_port, remote_port, state)`. The header line
-/// and blank lines give `Ok(None)`.
-pub fn parse_line(line: &[u8]) -> Result<Option<(u16, u16, u8)>, LineError> {
+/// Parses one line into a [`Socket`]: the two ports, the state and, for a
+/// listener, its accept queue (`rx_queue`; procfs does not show the limit).
+/// The header line and blank lines give `Ok(None)`.
+pub fn parse_line(line: &[u8]) -> Result<Option<Socket>, LineError> {
     let mut fields = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty());
@@ -47,9 +49,18 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(u16, u16, u8)>, LineError> {
     let state = fields.next().ok_or(LineError("no state"))?;
     let local = port_of(local).ok_or(LineError("local address is not HEXADDR:HEXPORT"))?;
     let remote = port_of(remote).ok_or(LineError("remote address is not HEXADDR:HEXPORT"))?;
-    let state = hex(state, 2).ok_or(LineError("state is not a hex byte"))?;
     // Bounded by hex(_, 2).
-    Ok(Some((local, remote, state as u8)))
+    let state = hex(state, 2).ok_or(LineError("state is not a hex byte"))? as u8;
+    let mut socket = Socket::new(local, remote, state);
+    if state == TcpState::Listen as u8 {
+        let queues = fields.next().ok_or(LineError("no tx_queue:rx_queue"))?;
+        socket.queue = queues
+            .iter()
+            .position(|&b| b == b':')
+            .and_then(|colon| hex(&queues[colon + 1..], 8))
+            .ok_or(LineError("tx_queue:rx_queue is not HEX:HEX"))?;
+    }
+    Ok(Some(socket))
 }
 
 /// The port of `HEXADDR:HEXPORT` (8 hex digits of address for IPv4, 32 for
@@ -128,7 +139,7 @@ impl Procfs {
     pub fn dump(
         &mut self,
         listeners_only: bool,
-        sink: &mut impl FnMut(u16, u16, u8),
+        sink: &mut impl FnMut(&Socket),
     ) -> Result<Option<BadLines>, ProcError> {
         let mut bad = None;
         let Procfs { tcp, tcp6, buf } = self;
@@ -174,7 +185,7 @@ fn read_table(
     mut file: impl Read,
     buf: &mut [u8],
     listeners_only: bool,
-    sink: &mut impl FnMut(u16, u16, u8),
+    sink: &mut impl FnMut(&Socket),
     bad: &mut impl FnMut(usize, &[u8], LineError),
 ) -> io::Result<()> {
     let listen = TcpState::Listen as u8;
@@ -193,11 +204,11 @@ fn read_table(
             start += pos + 1;
             line_no += 1;
             match parse_line(line) {
-                Ok(Some((local, remote, state))) => {
-                    if listeners_only && state != listen {
+                Ok(Some(socket)) => {
+                    if listeners_only && socket.state != listen {
                         return Ok(());
                     }
-                    sink(local, remote, state);
+                    sink(&socket);
                 }
                 Ok(None) => {}
                 Err(why) => bad(line_no, line, why),
@@ -208,7 +219,7 @@ fn read_table(
             if start < end {
                 line_no += 1;
                 match parse_line(&buf[start..end]) {
-                    Ok(Some((l, r, s))) if !listeners_only || s == listen => sink(l, r, s),
+                    Ok(Some(s)) if !listeners_only || s.state == listen => sink(&s),
                     Ok(_) => {}
                     Err(why) => bad(line_no, &buf[start..end], why),
                 }
@@ -264,7 +275,9 @@ mod tests {
     fn dump(dir: &Path, listeners_only: bool) -> (Vec<(u16, u16, u8)>, Option<BadLines>) {
         let mut got = Vec::new();
         let bad = Procfs::new(dir)
-            .dump(listeners_only, &mut |l, r, s| got.push((l, r, s)))
+            .dump(listeners_only, &mut |s: &Socket| {
+                got.push((s.local, s.remote, s.state))
+            })
             .unwrap();
         got.sort();
         (got, bad)
@@ -280,9 +293,17 @@ mod tests {
     #[test]
     fn a_line_gives_ports_and_state() {
         let line = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 6913 1";
-        assert_eq!(parse_line(line), Ok(Some((22, 0, 10))));
+        let listener = Socket {
+            queue: 0,
+            ..Socket::new(22, 0, 10)
+        };
+        assert_eq!(parse_line(line), Ok(Some(listener)));
         let mapped = b"   3: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000100007F:ACF2 01 00000000:00000000 00:00000000 00000000     0        0 6920 1";
-        assert_eq!(parse_line(mapped), Ok(Some((80, 0xacf2, 1))));
+        assert_eq!(parse_line(mapped), Ok(Some(Socket::new(80, 0xacf2, 1))));
+        let backlog = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000011 00:00000000 00000000     0        0 6913 1";
+        assert_eq!(parse_line(backlog).unwrap().unwrap().queue, 17);
+        let no_queue = b"   0: 0100007F:0016 00000000:0000 0A";
+        assert!(parse_line(no_queue).is_err());
     }
 
     #[test]
@@ -297,6 +318,7 @@ mod tests {
             let mut got: Vec<_> = text
                 .lines()
                 .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .map(|s| (s.local, s.remote, s.state))
                 .collect();
             got.sort();
             assert_eq!(got, expected(want));
@@ -328,7 +350,7 @@ mod tests {
             expected(include_str!("../tests/fixtures/expected_proc_tcp.txt"))
         );
         std::fs::remove_file(dir.join("tcp")).unwrap();
-        let mut sink = |_, _, _| {};
+        let mut sink = |_: &Socket| {};
         let err = Procfs::new(&dir).dump(false, &mut sink).unwrap_err();
         assert!(err
             .to_string()
@@ -341,7 +363,7 @@ mod tests {
         text.push_str("  99: 0100007F:ZZZZ 00000000:0000 0A 0\n");
         text.push_str("garbage\n");
         text.push_str("  98: 0100007F:0017 00000000:0000\n");
-        text.push_str("  97: 0100007F:0018 00000000:0000 0A"); // no newline at the end
+        text.push_str("  97: 0100007F:0018 00000000:0000 0A 0:0"); // no newline at the end
         let dir = tables("bad", &text, None);
         let (got, bad) = dump(&dir, false);
         let mut want = expected(include_str!("../tests/fixtures/expected_proc_tcp.txt"));
@@ -398,6 +420,7 @@ mod tests {
             let mut v: Vec<_> = TCP6
                 .lines()
                 .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .map(|s| (s.local, s.remote, s.state))
                 .collect();
             v.sort();
             v
@@ -412,7 +435,7 @@ mod tests {
                 },
                 &mut buf,
                 false,
-                &mut |l, r, s| got.push((l, r, s)),
+                &mut |s: &Socket| got.push((s.local, s.remote, s.state)),
                 &mut |n, _, why| panic!("line {n}: {why}"),
             )
             .unwrap();
@@ -431,7 +454,7 @@ mod tests {
             },
             &mut buf,
             false,
-            &mut |_, _, _| {},
+            &mut |_: &Socket| {},
             &mut |_, _, _| {},
         )
         .unwrap_err();

@@ -9,6 +9,7 @@ use log::{info, warn};
 use crate::filter;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::procfs::{ProcError, Procfs};
+use crate::socket::Socket;
 use crate::state::TcpState;
 use crate::table::PortTable;
 
@@ -145,9 +146,9 @@ impl Gatherer {
             if table.wants_listeners() {
                 let progress =
                     self.netlink
-                        .dump(TcpState::Listen.mask(), &[], &mut |local, _, state| {
-                            if state == TcpState::Listen as u8 {
-                                table.add_listener(local)
+                        .dump(TcpState::Listen.mask(), &[], &mut |s: &Socket| {
+                            if s.state == TcpState::Listen as u8 {
+                                table.add_listener(s)
                             }
                         })?;
                 interrupted |= progress.interrupted;
@@ -165,10 +166,9 @@ impl Gatherer {
             } else {
                 &[]
             };
-            let progress = match self
-                .netlink
-                .dump(ALL_STATES, program, &mut |l, r, s| table.count(l, r, s))
-            {
+            let progress = match self.netlink.dump(ALL_STATES, program, &mut |s: &Socket| {
+                table.count(s.local, s.remote, s.state)
+            }) {
                 Err(NetlinkError::Kernel { errno })
                     if errno == libc::EINVAL && !program.is_empty() =>
                 {
@@ -204,15 +204,15 @@ impl Gatherer {
         table.begin_read();
         let mut bad = None;
         if table.wants_listeners() {
-            bad = self.procfs.dump(true, &mut |local, _, state| {
-                if state == TcpState::Listen as u8 {
-                    table.add_listener(local)
+            bad = self.procfs.dump(true, &mut |s: &Socket| {
+                if s.state == TcpState::Listen as u8 {
+                    table.add_listener(s)
                 }
             })?;
         }
-        let all = self
-            .procfs
-            .dump(false, &mut |l, r, s| table.count(l, r, s))?;
+        let all = self.procfs.dump(false, &mut |s: &Socket| {
+            table.count(s.local, s.remote, s.state)
+        })?;
         match all.or(bad) {
             Some(bad) if !self.warned_bad_lines => {
                 warn!(

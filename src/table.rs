@@ -4,6 +4,7 @@
 //! of ports, and the result does not depend on the order of the triples.
 
 use crate::config::Config;
+use crate::socket::Socket;
 use crate::state::{TcpState, STATE_COUNT};
 
 /// Connections per state, indexed by [`TcpState::index`].
@@ -29,8 +30,22 @@ struct PortEntry {
     local_wanted: bool,
     /// Configured with `RemotePort`.
     remote_wanted: bool,
-    /// Has a LISTEN socket in this read (found by the listener pass).
-    listening: bool,
+    /// LISTEN sockets on this port in this read (from the listener pass).
+    listeners: u32,
+    /// Their accept queues, summed.
+    queue: u32,
+    /// Their accept queue limits, summed; `None` if a source did not say.
+    queue_limit: Option<u32>,
+}
+
+/// The accept queue of a reported port that has listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptQueue {
+    pub port: u16,
+    /// Connections waiting to be accepted, all listeners on the port together.
+    pub queue: u32,
+    /// The sum of the listeners' limits, where the source shows them.
+    pub limit: Option<u32>,
 }
 
 /// The counts of one read, and what to report from them.
@@ -46,6 +61,7 @@ pub struct PortTable {
     total: Counts,
     listening_ports: bool,
     all_ports_summary: bool,
+    accept_queue: bool,
     ignored: u32,
 }
 
@@ -58,6 +74,7 @@ impl PortTable {
             total: [0; STATE_COUNT],
             listening_ports: config.listening_ports,
             all_ports_summary: config.all_ports_summary,
+            accept_queue: config.accept_queue,
             ignored: 0,
         };
         for &port in &config.local_ports {
@@ -70,9 +87,9 @@ impl PortTable {
         table
     }
 
-    /// Whether a read must first find the listening ports.
+    /// Whether a read must first find the listening sockets.
     pub fn wants_listeners(&self) -> bool {
-        self.listening_ports
+        self.listening_ports || self.accept_queue
     }
 
     /// Starts a read: counts to zero, last read's listening ports forgotten.
@@ -83,17 +100,33 @@ impl PortTable {
         for entry in &mut self.entries {
             entry.local = [0; STATE_COUNT];
             entry.remote = [0; STATE_COUNT];
-            entry.listening = false;
+            entry.listeners = 0;
+            entry.queue = 0;
+            entry.queue_limit = Some(0);
         }
         self.total = [0; STATE_COUNT];
         self.ignored = 0;
     }
 
-    /// Records that `port` has a LISTEN socket in this read, so that its
-    /// connections are counted and reported as `<port>-local`.
-    pub fn add_listener(&mut self, port: u16) {
-        if self.listening_ports && port != 0 {
-            self.entry(port).listening = true;
+    /// Records a LISTEN socket of this read: with `ListeningPorts` its port's
+    /// connections are then counted and reported as `<port>-local`, and its
+    /// accept queue is added to the port's.
+    pub fn add_listener(&mut self, socket: &Socket) {
+        if socket.local == 0 {
+            return;
+        }
+        let entry = if self.listening_ports {
+            Some(self.entry(socket.local))
+        } else {
+            self.tracked(socket.local)
+        };
+        if let Some(e) = entry {
+            e.listeners = e.listeners.saturating_add(1);
+            e.queue = e.queue.saturating_add(socket.queue);
+            e.queue_limit = match (e.queue_limit, socket.queue_limit) {
+                (Some(sum), Some(limit)) => Some(sum.saturating_add(limit)),
+                _ => None,
+            };
         }
     }
 
@@ -125,7 +158,7 @@ impl PortTable {
             return false;
         }
         for e in &self.entries {
-            if e.local_wanted || (self.listening_ports && e.listening) {
+            if self.reports_local(e) {
                 local.push(e.port);
             }
             if e.remote_wanted {
@@ -147,7 +180,8 @@ impl PortTable {
             .all_ports_summary
             .then_some((Instance::All, &self.total));
         let ports = self.entries.iter().flat_map(move |e| {
-            let local = (e.local_wanted || (self.listening_ports && e.listening))
+            let local = self
+                .reports_local(e)
                 .then_some((Instance::Local(e.port), &e.local));
             let remote = e
                 .remote_wanted
@@ -155,6 +189,23 @@ impl PortTable {
             local.into_iter().chain(remote)
         });
         all.into_iter().chain(ports)
+    }
+
+    /// With `AcceptQueue`: the accept queue of every reported local port
+    /// that has listeners in this read.
+    pub fn accept_queues(&self) -> impl Iterator<Item = AcceptQueue> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| self.accept_queue && e.listeners > 0 && self.reports_local(e))
+            .map(|e| AcceptQueue {
+                port: e.port,
+                queue: e.queue,
+                limit: e.queue_limit,
+            })
+    }
+
+    fn reports_local(&self, e: &PortEntry) -> bool {
+        e.local_wanted || (self.listening_ports && e.listeners > 0)
     }
 
     fn tracked(&mut self, port: u16) -> Option<&mut PortEntry> {
@@ -173,7 +224,9 @@ impl PortTable {
                 remote: [0; STATE_COUNT],
                 local_wanted: false,
                 remote_wanted: false,
-                listening: false,
+                listeners: 0,
+                queue: 0,
+                queue_limit: Some(0),
             });
             // At most 65535 distinct non-zero ports, so this fits.
             self.slot_of[usize::from(port)] = self.entries.len() as u16;
@@ -203,9 +256,9 @@ mod tests {
     fn read(t: &mut PortTable, triples: &[(u16, u16, u8)]) -> BTreeMap<Instance, Counts> {
         t.begin_read();
         if t.wants_listeners() {
-            for &(l, _, s) in triples {
+            for &(l, r, s) in triples {
                 if s == LISTEN {
-                    t.add_listener(l);
+                    t.add_listener(&Socket::new(l, r, s));
                 }
             }
         }
@@ -334,6 +387,48 @@ mod tests {
     }
 
     #[test]
+    fn accept_queues_sum_the_listeners_of_reported_ports() {
+        let listener = |port, queue, limit| Socket {
+            queue,
+            queue_limit: limit,
+            ..Socket::new(port, 0, LISTEN)
+        };
+        let mut t = table(&[
+            ("AcceptQueue", "true"),
+            ("LocalPort", "22"),
+            ("LocalPort", "25"),
+        ]);
+        t.begin_read();
+        t.add_listener(&listener(22, 3, Some(128)));
+        t.add_listener(&listener(22, 1, Some(4096)));
+        t.add_listener(&listener(80, 7, Some(10)));
+        let got: Vec<_> = t.accept_queues().collect();
+        assert_eq!(
+            got,
+            vec![AcceptQueue {
+                port: 22,
+                queue: 4,
+                limit: Some(4224)
+            }]
+        );
+        // procfs shows no limit: the sum is unknown, not a lie.
+        t.begin_read();
+        t.add_listener(&listener(22, 2, None));
+        t.add_listener(&listener(22, 1, Some(5)));
+        let got: Vec<_> = t.accept_queues().collect();
+        assert_eq!((got[0].queue, got[0].limit), (3, None));
+
+        let mut t = table(&[("AcceptQueue", "true")]);
+        t.begin_read();
+        t.add_listener(&listener(80, 7, Some(10)));
+        assert_eq!(t.accept_queues().count(), 1);
+        let mut t = table(&[("LocalPort", "22")]);
+        t.begin_read();
+        t.add_listener(&listener(22, 7, Some(10)));
+        assert_eq!(t.accept_queues().count(), 0, "off unless asked");
+    }
+
+    #[test]
     fn reported_ports_are_what_the_series_need() {
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         let mut t = table(&[
@@ -347,8 +442,8 @@ mod tests {
 
         let mut t = table(&[("RemotePort", "443"), ("ListeningPorts", "true")]);
         t.begin_read();
-        t.add_listener(80);
-        t.add_listener(443);
+        t.add_listener(&Socket::new(80, 0, LISTEN));
+        t.add_listener(&Socket::new(443, 0, LISTEN));
         assert!(t.reported_ports(&mut local, &mut remote));
         assert_eq!((&local[..], &remote[..]), (&[443, 80][..], &[443][..]));
 
@@ -362,9 +457,9 @@ mod tests {
         let mut t = table(&[]);
         t.begin_read();
         for port in 1..=u16::MAX {
-            t.add_listener(port);
+            t.add_listener(&Socket::new(port, 0, LISTEN));
         }
-        t.add_listener(0);
+        t.add_listener(&Socket::new(0, 0, LISTEN));
         for port in 1..=u16::MAX {
             t.count(port, 0, LISTEN);
         }

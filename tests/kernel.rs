@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use tcpconns::filter;
 use tcpconns::netlink::{Netlink, NetlinkError};
+use tcpconns::socket::Socket;
 
 const ALL: u32 = 0xffe;
 
@@ -14,11 +15,11 @@ fn dump(ns: &Netns, program: &[u8]) -> Result<Vec<Sock>, NetlinkError> {
     ns.enter(|| {
         let mut nl = Netlink::default();
         let mut got = Vec::new();
-        let progress = nl.dump(ALL, program, &mut |local, remote, state| {
+        let progress = nl.dump(ALL, program, &mut |s: &Socket| {
             got.push(Sock {
-                local,
-                remote,
-                state,
+                local: s.local,
+                remote: s.remote,
+                state: s.state,
             })
         })?;
         assert!(progress.done);

@@ -949,7 +949,8 @@ fn stop(child: &mut Child) -> ExitStatus {
     child.wait().expect("wait for killed collectd")
 }
 
-/// Every tcpconns csv file: (plugin_instance, type_instance, path), sorted.
+/// Every tcpconns csv file: (plugin_instance, type_instance, path), sorted;
+/// for types other than tcp_connections the second item is "type-instance".
 fn tcpconns_files(dir: &Path) -> Vec<(String, String, PathBuf)> {
     let host = dir.join("csv").join("test");
     let mut out = Vec::new();
@@ -966,9 +967,9 @@ fn tcpconns_files(dir: &Path) -> Vec<(String, String, PathBuf)> {
         };
         for f in files.flatten() {
             let fname = f.file_name().to_string_lossy().into_owned();
-            let Some(rest) = fname.strip_prefix("tcp_connections-") else {
-                continue;
-            };
+            // tcp_connections files are keyed by state alone; other types
+            // (queue_length) by "type-type_instance".
+            let rest = fname.strip_prefix("tcp_connections-").unwrap_or(&fname);
             // Strip the "-YYYY-MM-DD" date suffix the csv plugin appends.
             if rest.len() < 11 || !rest.is_char_boundary(rest.len() - 11) {
                 continue;

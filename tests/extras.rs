@@ -1,0 +1,110 @@
+//! Opt-in extras beyond the C plugin, checked in real collectd on
+//! populations the tests make: accept-queue depth of listeners.
+
+mod common;
+
+use common::*;
+use std::net::TcpStream;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A listener on 127.0.0.1:`port` with exactly `backlog`, made with libc
+/// because std picks its own backlog.
+fn listener_with_backlog(ns: &Netns, port: u16, backlog: i32) -> OwnedFd {
+    ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor this closure owns;
+        // the sockaddr is a fully initialised sockaddr_in.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let owned = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_port = port.to_be();
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            assert_eq!(libc::listen(fd, backlog), 0, "listen");
+            owned
+        }
+    })
+}
+
+/// `n` connections to `port` that nobody accepts: they wait in the queue.
+fn waiting(ns: &Netns, port: u16, n: usize) -> Vec<TcpStream> {
+    ns.enter(|| {
+        (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+            .collect()
+    })
+}
+
+fn queue_run(tag: &str, env: &[(&str, &str)]) -> Run {
+    let ns = Netns::new(tag);
+    let _a = listener_with_backlog(&ns, 7000, 7);
+    let _b = listener_with_backlog(&ns, 7001, 3);
+    let _c = listener_with_backlog(&ns, 7002, 16);
+    let _wa = waiting(&ns, 7000, 5);
+    let _wb = waiting(&ns, 7001, 3);
+    // 7002 listens with nothing waiting; 7003 is configured but has no listener.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let block =
+        "<Plugin tcpconns>\n  AcceptQueue true\n  ListeningPorts true\n  LocalPort 7003\n</Plugin>";
+    let run = run_collectd(&ns, Plugin::Ours, block, env);
+    for port in [7000, 7001, 7002] {
+        assert_eq!(
+            run.get(&format!("{port}-local"), "LISTEN"),
+            Some(1.0),
+            "{}",
+            run.log
+        );
+    }
+    assert_eq!(
+        run.get("7000-local", "ESTABLISHED"),
+        Some(5.0),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        run.get("7003-local", "ESTABLISHED"),
+        Some(0.0),
+        "{}",
+        run.log
+    );
+    run
+}
+
+fn queue(run: &Run, port: u16, which: &str) -> Option<f64> {
+    run.values
+        .get(&(format!("{port}-local"), format!("queue_length-{which}")))
+        .copied()
+}
+
+#[test]
+fn accept_queue_depth_and_limit_from_netlink() {
+    let run = queue_run("aq-nl", &[]);
+    assert_eq!(queue(&run, 7000, "accept"), Some(5.0), "{}", run.log);
+    assert_eq!(queue(&run, 7000, "accept_limit"), Some(7.0), "{}", run.log);
+    assert_eq!(queue(&run, 7001, "accept"), Some(3.0), "{}", run.log);
+    assert_eq!(queue(&run, 7001, "accept_limit"), Some(3.0), "{}", run.log);
+    assert_eq!(queue(&run, 7002, "accept"), Some(0.0), "{}", run.log);
+    assert_eq!(queue(&run, 7002, "accept_limit"), Some(16.0), "{}", run.log);
+    assert_eq!(queue(&run, 7003, "accept"), None, "no listener, no queue");
+}
+
+#[test]
+fn accept_queue_depth_from_procfs_without_a_made_up_limit() {
+    let shim = no_netlink_shim();
+    let run = queue_run("aq-proc", &[("LD_PRELOAD", shim.to_str().unwrap())]);
+    assert!(run.log.contains("reading /proc/net/tcp"), "{}", run.log);
+    assert_eq!(queue(&run, 7000, "accept"), Some(5.0), "{}", run.log);
+    assert_eq!(queue(&run, 7001, "accept"), Some(3.0), "{}", run.log);
+    assert_eq!(queue(&run, 7002, "accept"), Some(0.0), "{}", run.log);
+    for port in [7000, 7001, 7002] {
+        assert_eq!(
+            queue(&run, port, "accept_limit"),
+            None,
+            "procfs shows no limit"
+        );
+    }
+}

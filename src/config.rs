@@ -6,14 +6,16 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::PathBuf;
 
 /// The keys the plugin knows, matched case-insensitively.
-pub const KEYS: [&str; 5] = [
+pub const KEYS: [&str; 6] = [
     "ListeningPorts",
     "LocalPort",
     "RemotePort",
     "AllPortsSummary",
     "AcceptQueue",
+    "Namespace",
 ];
 
 /// What to count and dispatch.
@@ -29,6 +31,18 @@ pub struct Config {
     pub remote_ports: Vec<u16>,
     /// Also report each reported local port's accept queue (`queue_length`).
     pub accept_queue: bool,
+    /// Other network namespaces read with the same selection.
+    pub namespaces: Vec<Namespace>,
+}
+
+/// Another network namespace whose sockets are counted too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// `/run/netns/NAME`, `/proc/PID/ns/net`, or any nsfs path.
+    pub path: PathBuf,
+    /// Put before the plugin instance (`web-22-local`) so series from
+    /// different namespaces never collide.
+    pub name: String,
 }
 
 /// A value the plugin refuses; collectd then stops at start.
@@ -42,6 +56,9 @@ pub enum ConfigError {
     UnknownKey { key: String, value: String },
     /// A `<Block>` inside `<Plugin tcpconns>`; the plugin takes none.
     Block { key: String },
+    /// A `Namespace` value that is not `"/absolute/path" ["name"]`, or whose
+    /// name is already taken.
+    Namespace { value: String, why: &'static str },
 }
 
 impl fmt::Display for ConfigError {
@@ -59,6 +76,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "unknown option \"{key}\" (value \"{value}\"): expected one of {}",
                 KEYS.join(", ")
+            ),
+            ConfigError::Namespace { value, why } => write!(
+                f,
+                "Namespace: invalid value \"{value}\": {why}; expected \"/path/to/netns\" \
+                 [\"name\"], the name made of letters, digits, '.', '_' or '-'"
             ),
             ConfigError::Block { key } => write!(
                 f,
@@ -78,6 +100,7 @@ pub struct ConfigBuilder {
     listening_ports: bool,
     all_ports_summary: bool,
     accept_queue: bool,
+    namespaces: Vec<Namespace>,
     local_ports: BTreeSet<u16>,
     remote_ports: BTreeSet<u16>,
     warnings: Vec<String>,
@@ -92,6 +115,15 @@ impl ConfigBuilder {
             self.all_ports_summary = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("AcceptQueue") {
             self.accept_queue = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("Namespace") {
+            let ns = parse_namespace(value)?;
+            if self.namespaces.iter().any(|n| n.name == ns.name) {
+                return Err(ConfigError::Namespace {
+                    value: value.to_owned(),
+                    why: "that name is already used by another Namespace",
+                });
+            }
+            self.namespaces.push(ns);
         } else if key.eq_ignore_ascii_case("LocalPort") {
             let ports = parse_ports(key, value)?;
             self.local_ports.extend(ports);
@@ -125,6 +157,7 @@ impl ConfigBuilder {
             local_ports: self.local_ports.iter().copied().collect(),
             remote_ports: self.remote_ports.iter().copied().collect(),
             accept_queue: self.accept_queue,
+            namespaces: self.namespaces.clone(),
         }
     }
 
@@ -178,6 +211,41 @@ pub fn parse<'a>(
         builder.apply(key, value)?;
     }
     Ok(builder.finish())
+}
+
+/// `"/run/netns/web"` (named `web`), `"/proc/1234/ns/net"` (named
+/// `pid1234`), or any absolute path followed by a name.
+fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
+    let bad = |why| ConfigError::Namespace {
+        value: value.to_owned(),
+        why,
+    };
+    let mut words = value.split_ascii_whitespace();
+    let path = words.next().ok_or_else(|| bad("no path given"))?;
+    let given = words.next();
+    if words.next().is_some() {
+        return Err(bad("more than a path and a name"));
+    }
+    if !path.starts_with('/') {
+        return Err(bad("the path is not absolute"));
+    }
+    let pid = path
+        .strip_prefix("/proc/")
+        .and_then(|p| p.strip_suffix("/ns/net"))
+        .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    let derived = match pid {
+        Some(pid) => format!("pid{pid}"),
+        None => path.rsplit('/').next().unwrap_or_default().to_owned(),
+    };
+    let name = given.map(str::to_owned).unwrap_or(derived);
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 63 || !name.chars().all(valid) {
+        return Err(bad("the name is empty, too long or has other characters"));
+    }
+    Ok(Namespace {
+        path: PathBuf::from(path),
+        name,
+    })
 }
 
 /// One or more ports separated by white space (`LocalPort 22 25 8080`).
@@ -310,6 +378,47 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_are_named_from_their_path_or_explicitly() {
+        let c = cfg(&[
+            ("Namespace", "/run/netns/web"),
+            ("namespace", "/proc/1234/ns/net"),
+            ("Namespace", "/var/run/netns/x y.z_1-2"),
+        ])
+        .unwrap();
+        let names: Vec<_> = c
+            .namespaces
+            .iter()
+            .map(|n| (n.path.to_str().unwrap(), &n.name[..]))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("/run/netns/web", "web"),
+                ("/proc/1234/ns/net", "pid1234"),
+                ("/var/run/netns/x", "y.z_1-2"),
+            ]
+        );
+        assert!(c.listening_ports, "namespaces select nothing by themselves");
+    }
+
+    #[test]
+    fn bad_namespaces_are_refused_naming_the_value() {
+        for (value, why) in [
+            ("", "no path given"),
+            ("run/netns/web", "the path is not absolute"),
+            ("/run/netns/web a b", "more than a path and a name"),
+            ("/run/netns/web a/b", "the name is empty"),
+            ("/", "the name is empty"),
+        ] {
+            let err = cfg(&[("Namespace", value)]).unwrap_err().to_string();
+            let want = format!("Namespace: invalid value \"{value}\": {why}");
+            assert!(err.starts_with(&want), "{err}");
+        }
+        let err = cfg(&[("Namespace", "/run/netns/a"), ("Namespace", "/x/a")]).unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+    }
+
+    #[test]
     fn keys_are_case_insensitive() {
         let c = cfg(&[
             ("localport", "22.000000"),
@@ -414,7 +523,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
-             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue"
+             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, Namespace"
         );
     }
 

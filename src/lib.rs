@@ -8,6 +8,7 @@
 pub mod config;
 pub mod filter;
 pub mod netlink;
+pub mod netns;
 pub mod procfs;
 pub mod socket;
 pub mod source;

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 
 use netlink_packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
@@ -15,6 +16,7 @@ use netlink_packet_sock_diag::{inet::RESPONSE_LEN, AF_INET, SOCK_DIAG_BY_FAMILY}
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket, SocketAddr};
 
 use crate::filter::REQ_BYTECODE;
+use crate::netns::{identity, run_in, Identity};
 use crate::socket::Socket;
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
@@ -42,6 +44,8 @@ pub enum NetlinkError {
     Kernel { errno: i32 },
     /// The reply did not have the shape netlink promises.
     Malformed(String),
+    /// The network namespace to read could not be entered.
+    Namespace { path: PathBuf, err: io::Error },
 }
 
 impl fmt::Display for NetlinkError {
@@ -56,6 +60,13 @@ impl fmt::Display for NetlinkError {
                 io::Error::from_raw_os_error(*errno)
             ),
             NetlinkError::Malformed(what) => write!(f, "malformed netlink reply: {what}"),
+            NetlinkError::Namespace { path, err } => {
+                write!(
+                    f,
+                    "cannot enter network namespace {}: {err}",
+                    path.display()
+                )
+            }
         }
     }
 }
@@ -215,6 +226,9 @@ pub struct Netlink {
     buf: Vec<u8>,
     req: Vec<u8>,
     seq: u32,
+    /// Another network namespace to read, and the identity of the one the
+    /// open socket lives in.
+    namespace: Option<(PathBuf, Option<Identity>)>,
 }
 
 impl Default for Netlink {
@@ -224,11 +238,52 @@ impl Default for Netlink {
             buf: Vec::with_capacity(RECV_BUFFER),
             req: Vec::with_capacity(REQUEST_LEN),
             seq: 0,
+            namespace: None,
         }
     }
 }
 
+/// Whether a namespace a [`Netlink`] reads is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The caller's own namespace, or the same one as last time.
+    Same,
+    /// There, but not the one the socket was opened in (or none was open):
+    /// the next dump opens a socket in it.
+    New,
+    /// Not there (deleted, or never made).
+    Gone,
+}
+
 impl Netlink {
+    /// Reads the namespace at `path` (e.g. `/run/netns/web`) instead of the
+    /// caller's own.
+    pub fn in_namespace(path: PathBuf) -> Netlink {
+        Netlink {
+            namespace: Some((path, None)),
+            ..Netlink::default()
+        }
+    }
+
+    /// Checks the namespace before a read; drops a socket whose namespace
+    /// was deleted or replaced, so the next dump opens one in the current.
+    pub fn check_namespace(&mut self) -> Presence {
+        let Some((path, opened)) = &self.namespace else {
+            return Presence::Same;
+        };
+        match (identity(path), opened, &self.socket) {
+            (Err(_), _, _) => {
+                self.socket = None;
+                Presence::Gone
+            }
+            (Ok(now), Some(then), Some(_)) if now == *then => Presence::Same,
+            (Ok(_), _, _) => {
+                self.socket = None;
+                Presence::New
+            }
+        }
+    }
+
     /// Dumps the TCP sockets whose state is in `states` (a mask of
     /// `1 << state`) and that pass `filter` (a program from
     /// [`crate::filter::build`]; empty for all) into `sink`. After any error
@@ -246,20 +301,38 @@ impl Netlink {
         result
     }
 
+    /// Opens the socket now if none is open (in the namespace, if any).
+    pub fn connect(&mut self) -> Result<(), NetlinkError> {
+        if self.socket.is_none() {
+            self.socket = Some(match &mut self.namespace {
+                None => open()?,
+                Some((path, opened)) => {
+                    let (socket, id) =
+                        run_in(path, open).map_err(|err| NetlinkError::Namespace {
+                            path: path.clone(),
+                            err,
+                        })?;
+                    *opened = Some(id);
+                    socket?
+                }
+            });
+        }
+        Ok(())
+    }
+
     fn try_dump(
         &mut self,
         states: u32,
         filter: &[u8],
         sink: &mut impl FnMut(&Socket),
     ) -> Result<Progress, NetlinkError> {
-        if self.socket.is_none() {
-            self.socket = Some(open()?);
-        }
+        self.connect()?;
         let Netlink {
             socket,
             buf,
             req,
             seq,
+            ..
         } = self;
         let Some(socket) = socket.as_ref() else {
             return Err(NetlinkError::Malformed("no socket".into()));

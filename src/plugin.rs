@@ -29,6 +29,14 @@ static OPTIONS: Mutex<Option<ConfigBuilder>> = Mutex::new(None);
 static READER: Mutex<Option<Reader>> = Mutex::new(None);
 
 struct Reader {
+    /// collectd's own namespace first, then each `Namespace`.
+    targets: Vec<Target>,
+}
+
+struct Target {
+    /// Put before plugin instances: `web-22-local`; `None` for collectd's own
+    /// namespace, whose identifiers are exactly the C plugin's.
+    prefix: Option<String>,
     table: PortTable,
     gatherer: Gatherer,
     noted_ignored: bool,
@@ -195,11 +203,23 @@ unsafe extern "C" fn init_callback() -> c_int {
         let config = lock(&OPTIONS)
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
-        *lock(&READER) = Some(Reader {
+        let mut targets = vec![Target {
+            prefix: None,
             table: PortTable::new(&config),
             gatherer: Gatherer::new(Procfs::default()),
             noted_ignored: false,
-        });
+        }];
+        for ns in &config.namespaces {
+            let mut gatherer = Gatherer::for_namespace(ns);
+            gatherer.prepare();
+            targets.push(Target {
+                prefix: Some(ns.name.clone()),
+                table: PortTable::new(&config),
+                gatherer,
+                noted_ignored: false,
+            });
+        }
+        *lock(&READER) = Some(Reader { targets });
         0
     })
 }
@@ -212,23 +232,30 @@ unsafe extern "C" fn read_callback() -> c_int {
             error!("read called before init");
             return -1;
         };
-        match reader.gatherer.read(&mut reader.table) {
-            Ok(_) => {
-                if reader.table.ignored() > 0 && !reader.noted_ignored {
-                    info!(
-                        "ignoring {} sockets in states outside 1..11",
-                        reader.table.ignored()
-                    );
-                    reader.noted_ignored = true;
+        let mut status = 0;
+        for target in &mut reader.targets {
+            match target.gatherer.read(&mut target.table) {
+                Ok(Some(_)) => {
+                    if target.table.ignored() > 0 && !target.noted_ignored {
+                        info!(
+                            "ignoring {} sockets in states outside 1..11",
+                            target.table.ignored()
+                        );
+                        target.noted_ignored = true;
+                    }
+                    dispatch(target.prefix.as_deref(), &target.table);
                 }
-                dispatch(&reader.table);
-                0
-            }
-            Err(err) => {
-                error!("reading sockets failed, nothing dispatched: {err}");
-                -1
+                Ok(None) => {}
+                // Another namespace's failure is logged once by its gatherer
+                // and fails nothing else.
+                Err(_) if target.prefix.is_some() => {}
+                Err(err) => {
+                    error!("reading sockets failed, nothing dispatched: {err}");
+                    status = -1;
+                }
             }
         }
+        status
     })
 }
 
@@ -248,12 +275,17 @@ fn set_name(field: &mut [c_char; 128], text: &[u8]) {
     field[len] = 0;
 }
 
-/// Writes a plugin instance (`all`, `22-local`, `443-remote`) into `field`.
-fn set_instance(field: &mut [c_char; 128], instance: Instance) {
-    let mut text = [0u8; 16];
+/// Writes a plugin instance (`all`, `22-local`, `443-remote`, with a
+/// namespace: `web-22-local`) into `field`.
+fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, instance: Instance) {
+    let mut text = [0u8; 128];
     let free = {
         let mut cursor = &mut text[..];
-        // 16 bytes hold "65535-remote"; a failed write only shortens it.
+        // Namespace names are at most 63 bytes, so this fits; a failed
+        // write would only shorten the name.
+        if let Some(prefix) = prefix {
+            let _ = write!(cursor, "{prefix}-");
+        }
         let _ = match instance {
             Instance::All => write!(cursor, "all"),
             Instance::Local(port) => write!(cursor, "{port}-local"),
@@ -282,7 +314,7 @@ fn submit(vl: &mut value_list_t, type_: &[u8], type_instance: &[u8], gauge: f64)
 
 /// One value list per series and state, as the C plugin sends them; then,
 /// with `AcceptQueue`, the accept queues.
-fn dispatch(table: &PortTable) {
+fn dispatch(prefix: Option<&str>, table: &PortTable) {
     let mut vl = value_list_t {
         values: std::ptr::null_mut(),
         values_len: 1,
@@ -297,14 +329,14 @@ fn dispatch(table: &PortTable) {
     };
     set_name(&mut vl.plugin, b"tcpconns");
     for (instance, counts) in table.series() {
-        set_instance(&mut vl.plugin_instance, instance);
+        set_instance(&mut vl.plugin_instance, prefix, instance);
         for state in TcpState::ALL {
             let n = f64::from(counts[state.index()]);
             submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
         }
     }
     for q in table.accept_queues() {
-        set_instance(&mut vl.plugin_instance, Instance::Local(q.port));
+        set_instance(&mut vl.plugin_instance, prefix, Instance::Local(q.port));
         submit(&mut vl, b"queue_length", b"accept", f64::from(q.queue));
         if let Some(limit) = q.limit {
             submit(&mut vl, b"queue_length", b"accept_limit", f64::from(limit));

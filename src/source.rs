@@ -6,8 +6,9 @@ use std::fmt;
 
 use log::{info, warn};
 
+use crate::config::Namespace;
 use crate::filter;
-use crate::netlink::{Netlink, NetlinkError};
+use crate::netlink::{Netlink, NetlinkError, Presence};
 use crate::procfs::{ProcError, Procfs};
 use crate::socket::Socket;
 use crate::state::TcpState;
@@ -31,14 +32,17 @@ pub enum Source {
 #[derive(Debug)]
 pub struct GatherError {
     pub netlink: Option<NetlinkError>,
-    pub procfs: ProcError,
+    /// `None` for another namespace, which has no procfs fallback.
+    pub procfs: Option<ProcError>,
 }
 
 impl fmt::Display for GatherError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.netlink {
-            Some(nl) => write!(f, "netlink failed ({nl}) and {}", self.procfs),
-            None => write!(f, "{}", self.procfs),
+        match (&self.netlink, &self.procfs) {
+            (Some(nl), Some(pe)) => write!(f, "netlink failed ({nl}) and {pe}"),
+            (Some(nl), None) => write!(f, "netlink failed: {nl}"),
+            (None, Some(pe)) => write!(f, "{pe}"),
+            (None, None) => write!(f, "no source"),
         }
     }
 }
@@ -55,12 +59,20 @@ enum Mode {
         wait: u32,
         next_wait: u32,
     },
+    /// Another namespace whose netlink fails (it has no procfs); tried every
+    /// read.
+    Failing,
 }
 
 /// Fills a [`PortTable`] once per read from the best source available.
 pub struct Gatherer {
     netlink: Netlink,
-    procfs: Procfs,
+    /// `None` for another namespace: its sockets come from netlink only.
+    procfs: Option<Procfs>,
+    /// Names the namespace in log lines; empty for collectd's own.
+    label: String,
+    /// The namespace was missing at the last read.
+    gone: bool,
     mode: Mode,
     warned_bad_lines: bool,
     warned_interrupted: bool,
@@ -73,9 +85,25 @@ pub struct Gatherer {
 
 impl Gatherer {
     pub fn new(procfs: Procfs) -> Gatherer {
+        Gatherer::with(Netlink::default(), Some(procfs), String::new())
+    }
+
+    /// Reads another network namespace, through netlink only (procfs shows
+    /// collectd's own namespace).
+    pub fn for_namespace(ns: &Namespace) -> Gatherer {
+        Gatherer::with(
+            Netlink::in_namespace(ns.path.clone()),
+            None,
+            format!("namespace {} ({}): ", ns.name, ns.path.display()),
+        )
+    }
+
+    fn with(netlink: Netlink, procfs: Option<Procfs>, label: String) -> Gatherer {
         Gatherer {
-            netlink: Netlink::default(),
+            netlink,
             procfs,
+            label,
+            gone: false,
             mode: Mode::Unknown,
             warned_bad_lines: false,
             warned_interrupted: false,
@@ -86,8 +114,12 @@ impl Gatherer {
         }
     }
 
-    /// Fills `table` with this read's sockets.
-    pub fn read(&mut self, table: &mut PortTable) -> Result<Source, GatherError> {
+    /// Fills `table` with this read's sockets. `Ok(None)`: another namespace
+    /// that is not there now; nothing to dispatch for it.
+    pub fn read(&mut self, table: &mut PortTable) -> Result<Option<Source>, GatherError> {
+        if self.procfs.is_none() {
+            return self.read_namespace(table);
+        }
         let netlink_error = match self.mode {
             Mode::Procfs { wait, next_wait } if wait > 0 => {
                 self.mode = Mode::Procfs {
@@ -103,10 +135,10 @@ impl Gatherer {
                         Mode::Procfs { .. } => {
                             info!("netlink works again; reading sockets from netlink from now on")
                         }
-                        Mode::Netlink => {}
+                        Mode::Netlink | Mode::Failing => {}
                     }
                     self.mode = Mode::Netlink;
-                    return Ok(Source::Netlink);
+                    return Ok(Some(Source::Netlink));
                 }
                 Err(err) => Some(err),
             },
@@ -130,11 +162,69 @@ impl Gatherer {
             };
         }
         match self.gather_procfs(table) {
-            Ok(()) => Ok(Source::Procfs),
+            Ok(()) => Ok(Some(Source::Procfs)),
             Err(procfs) => Err(GatherError {
                 netlink: netlink_error,
-                procfs,
+                procfs: Some(procfs),
             }),
+        }
+    }
+
+    /// For another namespace, at init: opens its netlink socket now (on a
+    /// short-lived thread inside it), or notes that it is not there.
+    pub fn prepare(&mut self) {
+        if self.procfs.is_some() {
+            return;
+        }
+        if self.netlink.check_namespace() == Presence::Gone {
+            info!("{}not there; skipped until it is", self.label);
+            self.gone = true;
+        } else if let Err(err) = self.netlink.connect() {
+            warn!(
+                "{}netlink failed: {err}; nothing dispatched for it until it works",
+                self.label
+            );
+            self.mode = Mode::Failing;
+        }
+    }
+
+    /// Another namespace: skipped while it is missing, its socket reopened
+    /// when it comes back; each change logged once.
+    fn read_namespace(&mut self, table: &mut PortTable) -> Result<Option<Source>, GatherError> {
+        let label = self.label.clone();
+        match self.netlink.check_namespace() {
+            Presence::Gone => {
+                if !self.gone {
+                    info!("{label}not there; skipped until it is");
+                    self.gone = true;
+                }
+                return Ok(None);
+            }
+            Presence::New if self.gone || self.mode != Mode::Unknown => {
+                info!("{label}there (again); reading it");
+                self.mode = Mode::Unknown;
+            }
+            _ => {}
+        }
+        self.gone = false;
+        match self.gather_netlink(table) {
+            Ok(()) => {
+                if self.mode != Mode::Netlink {
+                    info!("{label}reading sockets from netlink (sock_diag)");
+                    self.mode = Mode::Netlink;
+                }
+                Ok(Some(Source::Netlink))
+            }
+            Err(err) => {
+                if self.mode != Mode::Failing {
+                    warn!("{label}netlink failed: {err}; nothing dispatched for it until it works");
+                    self.mode = Mode::Failing;
+                }
+                Err(GatherError {
+                    netlink: Some(err),
+                    procfs: None,
+                })
+            }
         }
     }
 
@@ -202,15 +292,18 @@ impl Gatherer {
 
     fn gather_procfs(&mut self, table: &mut PortTable) -> Result<(), ProcError> {
         table.begin_read();
+        let Some(procfs) = self.procfs.as_mut() else {
+            return Ok(());
+        };
         let mut bad = None;
         if table.wants_listeners() {
-            bad = self.procfs.dump(true, &mut |s: &Socket| {
+            bad = procfs.dump(true, &mut |s: &Socket| {
                 if s.state == TcpState::Listen as u8 {
                     table.add_listener(s)
                 }
             })?;
         }
-        let all = self.procfs.dump(false, &mut |s: &Socket| {
+        let all = procfs.dump(false, &mut |s: &Socket| {
             table.count(s.local, s.remote, s.state)
         })?;
         match all.or(bad) {

@@ -108,3 +108,113 @@ fn accept_queue_depth_from_procfs_without_a_made_up_limit() {
         );
     }
 }
+
+/// `want` with every plugin instance put behind `prefix-`.
+fn prefixed(
+    prefix: &str,
+    want: std::collections::BTreeMap<(String, String), f64>,
+) -> Vec<((String, String), f64)> {
+    want.into_iter()
+        .map(|((pi, ti), v)| ((format!("{prefix}-{pi}"), ti), v))
+        .collect()
+}
+
+#[test]
+fn other_namespaces_are_counted_under_their_names_and_a_missing_one_is_skipped() {
+    let host = Netns::new("ns-host");
+    let a = Netns::new("ns-a");
+    let b = Netns::new("ns-b");
+    let mut host_pop = Population::new(&host);
+    host_pop.listen_v4(22).established(22, 1, Family::V4);
+    host_pop.settle(&host);
+    let a_pop = mixed_population(&a);
+    let mut b_pop = Population::new(&b);
+    b_pop
+        .listen_dual(443)
+        .established(443, 4, Family::Mapped)
+        .time_wait(443, 2);
+    b_pop.settle(&b);
+    let block = format!(
+        "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n  \
+         Namespace \"/run/netns/{}\" \"a\"\n  Namespace \"/run/netns/{}\" \"b\"\n  \
+         Namespace \"/run/netns/tcpc-never-made\"\n</Plugin>",
+        a.name(),
+        b.name()
+    );
+    let run = run_collectd(&host, Plugin::Ours, &block, &[]);
+    let sel = Selection {
+        listening: true,
+        summary: true,
+        ..Selection::default()
+    };
+    let mut want = expected_values(&host_pop.expected, &sel);
+    want.extend(prefixed("a", expected_values(&a_pop.expected, &sel)));
+    want.extend(prefixed("b", expected_values(&b_pop.expected, &sel)));
+    assert_values("namespaces", &run.values, &want, &run.log);
+    assert!(
+        run.log.contains("namespace tcpc-never-made (/run/netns/tcpc-never-made): not there; skipped until it is"),
+        "{}",
+        run.log
+    );
+    assert!(!run.log.contains("[error]"), "{}", run.log);
+}
+
+#[test]
+fn a_namespace_that_goes_away_and_comes_back_is_read_again() {
+    let host = Netns::new("nsb-host");
+    let name = format!("tcpc-nsb-{}", std::process::id());
+    let ns = Netns::with_name(name.clone());
+    let mut first = Population::new(&ns);
+    first.listen_v4(80).established(80, 2, Family::V4);
+    first.settle(&ns);
+    let block = format!(
+        "<Plugin tcpconns>\n  LocalPort 80\n  Namespace \"/run/netns/{name}\" \"web\"\n</Plugin>"
+    );
+    let mut c = Collectd::start(&host, Plugin::Ours, &block, &[], 1);
+    c.wait_reads(2, std::time::Duration::from_secs(20));
+    drop(first);
+    drop(ns);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let gone_log = c.log();
+    let ns = Netns::with_name(name.clone());
+    let mut second = Population::new(&ns);
+    second
+        .listen_v4(80)
+        .established(80, 5, Family::V4)
+        .close_wait_pairs(80, 1);
+    second.settle(&ns);
+    let before = c.reads();
+    c.wait_reads(before + 3, std::time::Duration::from_secs(20));
+    let run = c.finish();
+    let label = format!("namespace web (/run/netns/{name}): ");
+    assert!(
+        gone_log.contains(&format!("{label}not there; skipped until it is")),
+        "{gone_log}"
+    );
+    assert_eq!(
+        run.log.matches(&format!("{label}not there")).count(),
+        1,
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        run.log
+            .matches(&format!("{label}there (again); reading it"))
+            .count(),
+        1,
+        "{}",
+        run.log
+    );
+    let sel = Selection {
+        local: vec![80],
+        ..Selection::default()
+    };
+    let mut want = expected_values(&[], &sel);
+    want.extend(prefixed("web", expected_values(&second.expected, &sel)));
+    assert_values(
+        "after the namespace came back",
+        &run.values,
+        &want,
+        &run.log,
+    );
+}

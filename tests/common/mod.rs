@@ -112,7 +112,11 @@ pub struct Netns {
 impl Netns {
     /// Creates `tcpc-<tag>-<pid>-<counter>` and configures it; panics on failure.
     pub fn new(tag: &str) -> Netns {
-        let name = format!("tcpc-{tag}-{}-{}", std::process::id(), unique());
+        Netns::with_name(format!("tcpc-{tag}-{}-{}", std::process::id(), unique()))
+    }
+
+    /// Creates and configures the namespace `name` exactly; panics on failure.
+    pub fn with_name(name: String) -> Netns {
         run_checked(
             Command::new("ip").args(["netns", "add", &name]),
             "create network namespace",

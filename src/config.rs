@@ -8,13 +8,17 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::network::Network;
+
 /// The keys the plugin knows, matched case-insensitively.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 8] = [
     "ListeningPorts",
     "LocalPort",
     "RemotePort",
     "AllPortsSummary",
     "AcceptQueue",
+    "LocalNetwork",
+    "RemoteNetwork",
     "Namespace",
 ];
 
@@ -31,6 +35,10 @@ pub struct Config {
     pub remote_ports: Vec<u16>,
     /// Also report each reported local port's accept queue (`queue_length`).
     pub accept_queue: bool,
+    /// Networks reported as `<net>_<prefix>-local`, by local address.
+    pub local_networks: Vec<Network>,
+    /// Networks reported as `<net>_<prefix>-remote`, by remote address.
+    pub remote_networks: Vec<Network>,
     /// Other network namespaces read with the same selection.
     pub namespaces: Vec<Namespace>,
 }
@@ -56,6 +64,12 @@ pub enum ConfigError {
     UnknownKey { key: String, value: String },
     /// A `<Block>` inside `<Plugin tcpconns>`; the plugin takes none.
     Block { key: String },
+    /// A `LocalNetwork`/`RemoteNetwork` value that is not a network.
+    InvalidNetwork {
+        key: String,
+        value: String,
+        why: String,
+    },
     /// A `Namespace` value that is not `"/absolute/path" ["name"]`, or whose
     /// name is already taken.
     Namespace { value: String, why: &'static str },
@@ -76,6 +90,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "unknown option \"{key}\" (value \"{value}\"): expected one of {}",
                 KEYS.join(", ")
+            ),
+            ConfigError::InvalidNetwork { key, value, why } => write!(
+                f,
+                "{key}: invalid network \"{value}\": {why}; expected ADDRESS/PREFIX \
+                 such as 10.0.0.0/8 or fd00::/8"
             ),
             ConfigError::Namespace { value, why } => write!(
                 f,
@@ -101,6 +120,8 @@ pub struct ConfigBuilder {
     all_ports_summary: bool,
     accept_queue: bool,
     namespaces: Vec<Namespace>,
+    local_networks: BTreeSet<Network>,
+    remote_networks: BTreeSet<Network>,
     local_ports: BTreeSet<u16>,
     remote_ports: BTreeSet<u16>,
     warnings: Vec<String>,
@@ -115,6 +136,12 @@ impl ConfigBuilder {
             self.all_ports_summary = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("AcceptQueue") {
             self.accept_queue = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("LocalNetwork") {
+            let nets = parse_networks(key, value)?;
+            self.local_networks.extend(nets);
+        } else if key.eq_ignore_ascii_case("RemoteNetwork") {
+            let nets = parse_networks(key, value)?;
+            self.remote_networks.extend(nets);
         } else if key.eq_ignore_ascii_case("Namespace") {
             let ns = parse_namespace(value)?;
             if self.namespaces.iter().any(|n| n.name == ns.name) {
@@ -149,14 +176,19 @@ impl ConfigBuilder {
     /// `ListeningPorts false` was given: a plugin that reports nothing is
     /// never what the user meant.
     pub fn finish(&self) -> Config {
-        let nothing_else =
-            !self.all_ports_summary && self.local_ports.is_empty() && self.remote_ports.is_empty();
+        let nothing_else = !self.all_ports_summary
+            && self.local_ports.is_empty()
+            && self.remote_ports.is_empty()
+            && self.local_networks.is_empty()
+            && self.remote_networks.is_empty();
         Config {
             listening_ports: self.listening_ports || nothing_else,
             all_ports_summary: self.all_ports_summary,
             local_ports: self.local_ports.iter().copied().collect(),
             remote_ports: self.remote_ports.iter().copied().collect(),
             accept_queue: self.accept_queue,
+            local_networks: self.local_networks.iter().copied().collect(),
+            remote_networks: self.remote_networks.iter().copied().collect(),
             namespaces: self.namespaces.clone(),
         }
     }
@@ -211,6 +243,23 @@ pub fn parse<'a>(
         builder.apply(key, value)?;
     }
     Ok(builder.finish())
+}
+
+/// One or more networks separated by white space.
+fn parse_networks(key: &str, value: &str) -> Result<Vec<Network>, ConfigError> {
+    let bad = |token: &str, why: String| ConfigError::InvalidNetwork {
+        key: key.to_owned(),
+        value: token.to_owned(),
+        why,
+    };
+    let nets = value
+        .split_ascii_whitespace()
+        .map(|token| Network::parse(token).map_err(|why| bad(token, why)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err(bad(value, "no network given".into()));
+    }
+    Ok(nets)
 }
 
 /// `"/run/netns/web"` (named `web`), `"/proc/1234/ns/net"` (named
@@ -419,6 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn networks_accumulate_and_bad_ones_are_refused() {
+        let c = cfg(&[
+            ("LocalNetwork", "127.0.0.0/8 ::1"),
+            ("RemoteNetwork", "10.0.0.0/8"),
+            ("remotenetwork", "10.0.0.0/8 fd00::/8"),
+        ])
+        .unwrap();
+        assert_eq!(c.local_networks.len(), 2);
+        assert_eq!(c.remote_networks.len(), 2);
+        assert!(!c.listening_ports, "a network is a selection");
+        let err = cfg(&[("RemoteNetwork", "10.0.0.1/8")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RemoteNetwork: invalid network \"10.0.0.1/8\": 10.0.0.1/8 has bits set past the \
+             prefix; the network is 10.0.0.0/8; expected ADDRESS/PREFIX such as 10.0.0.0/8 or \
+             fd00::/8"
+        );
+        let err = cfg(&[("LocalNetwork", "")]).unwrap_err();
+        assert!(err.to_string().contains("no network given"), "{err}");
+    }
+
+    #[test]
     fn keys_are_case_insensitive() {
         let c = cfg(&[
             ("localport", "22.000000"),
@@ -523,7 +594,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
-             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, Namespace"
+             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, LocalNetwork, \
+             RemoteNetwork, Namespace"
         );
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod filter;
 pub mod netlink;
 pub mod netns;
+pub mod network;
 pub mod procfs;
 pub mod socket;
 pub mod source;

@@ -17,6 +17,7 @@ use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket, SocketAddr};
 
 use crate::filter::REQ_BYTECODE;
 use crate::netns::{identity, run_in, Identity};
+use crate::network::mapped;
 use crate::socket::Socket;
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
@@ -172,12 +173,25 @@ pub fn parse_datagram(
                 // 48-byte socket id starting with sport and dport in network
                 // order; then expires, rqueue, wqueue (for a listener: the
                 // accept queue and its limit).
+                // The id's source and destination addresses follow the
+                // ports: 16 bytes each, IPv4 in the first 4.
+                let addr = |at: usize| -> [u8; 16] {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&payload[at..at + 16]);
+                    if payload[0] == AF_INET {
+                        mapped([a[0], a[1], a[2], a[3]])
+                    } else {
+                        a
+                    }
+                };
                 sink(&Socket {
                     local: u16::from_be_bytes([payload[4], payload[5]]),
                     remote: u16::from_be_bytes([payload[6], payload[7]]),
                     state: payload[1],
                     queue: u32_ne(payload, 56),
                     queue_limit: Some(u32_ne(payload, 60)),
+                    local_addr: addr(8),
+                    remote_addr: addr(24),
                 });
             }
             NLMSG_DONE => {

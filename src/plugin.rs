@@ -290,6 +290,8 @@ fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, instance: Insta
             Instance::All => write!(cursor, "all"),
             Instance::Local(port) => write!(cursor, "{port}-local"),
             Instance::Remote(port) => write!(cursor, "{port}-remote"),
+            Instance::LocalNet(net) => write!(cursor, "{}-local", net.display('_')),
+            Instance::RemoteNet(net) => write!(cursor, "{}-remote", net.display('_')),
         };
         cursor.len()
     };

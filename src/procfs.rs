@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::network::{mapped, Addr};
 use crate::socket::Socket;
 use crate::state::TcpState;
 
@@ -32,6 +33,15 @@ impl fmt::Display for LineError {
 /// listener, its accept queue (`rx_queue`; procfs does not show the limit).
 /// The header line and blank lines give `Ok(None)`.
 pub fn parse_line(line: &[u8]) -> Result<Option<Socket>, LineError> {
+    parse_fields(line, false)
+}
+
+/// [`parse_line`], and the two addresses too.
+pub fn parse_line_with_addresses(line: &[u8]) -> Result<Option<Socket>, LineError> {
+    parse_fields(line, true)
+}
+
+fn parse_fields(line: &[u8], addresses: bool) -> Result<Option<Socket>, LineError> {
     let mut fields = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty());
@@ -47,11 +57,19 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Socket>, LineError> {
     let local = fields.next().ok_or(LineError("no local address"))?;
     let remote = fields.next().ok_or(LineError("no remote address"))?;
     let state = fields.next().ok_or(LineError("no state"))?;
+    let local_at = local;
+    let remote_at = remote;
     let local = port_of(local).ok_or(LineError("local address is not HEXADDR:HEXPORT"))?;
     let remote = port_of(remote).ok_or(LineError("remote address is not HEXADDR:HEXPORT"))?;
     // Bounded by hex(_, 2).
     let state = hex(state, 2).ok_or(LineError("state is not a hex byte"))? as u8;
     let mut socket = Socket::new(local, remote, state);
+    if addresses {
+        // port_of accepted both fields, so their addresses are 8 or 32 hex
+        // digits before the colon.
+        socket.local_addr = addr_of(local_at).ok_or(LineError("local address is not hex"))?;
+        socket.remote_addr = addr_of(remote_at).ok_or(LineError("remote address is not hex"))?;
+    }
     if state == TcpState::Listen as u8 {
         let queues = fields.next().ok_or(LineError("no tx_queue:rx_queue"))?;
         socket.queue = queues
@@ -73,6 +91,25 @@ fn port_of(field: &[u8]) -> Option<u16> {
     }
     // Bounded by hex(_, 4).
     hex(port, 4).map(|p| p as u16)
+}
+
+/// The address of `HEXADDR:HEXPORT` in IPv6 form. The kernel prints each
+/// 32-bit word of the address as a host-order number, so each word's bytes
+/// are that number's native-endian bytes.
+fn addr_of(field: &[u8]) -> Option<Addr> {
+    let colon = field.iter().position(|&b| b == b':')?;
+    let word = |i: usize| hex(field.get(i * 8..i * 8 + 8)?, 8).map(u32::to_ne_bytes);
+    match colon {
+        8 => Some(mapped(word(0)?)),
+        32 => {
+            let mut a = [0u8; 16];
+            for i in 0..4 {
+                a[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(a)
+        }
+        _ => None,
+    }
 }
 
 /// A hex number of 1 to `max_digits` digits.
@@ -113,6 +150,8 @@ pub struct Procfs {
     tcp: PathBuf,
     tcp6: PathBuf,
     buf: Vec<u8>,
+    /// Parse addresses too (only networks need them).
+    pub addresses: bool,
 }
 
 impl Default for Procfs {
@@ -128,6 +167,7 @@ impl Procfs {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
             buf: vec![0; BUFFER],
+            addresses: false,
         }
     }
 
@@ -142,7 +182,17 @@ impl Procfs {
         sink: &mut impl FnMut(&Socket),
     ) -> Result<Option<BadLines>, ProcError> {
         let mut bad = None;
-        let Procfs { tcp, tcp6, buf } = self;
+        let Procfs {
+            tcp,
+            tcp6,
+            buf,
+            addresses,
+        } = self;
+        let parse = if *addresses {
+            parse_line_with_addresses
+        } else {
+            parse_line
+        };
         for (path, required) in [(&*tcp, true), (&*tcp6, false)] {
             let file = match File::open(path) {
                 Ok(file) => file,
@@ -157,6 +207,7 @@ impl Procfs {
             read_table(
                 file,
                 buf,
+                parse,
                 listeners_only,
                 sink,
                 &mut |line_no, line, why| {
@@ -184,6 +235,7 @@ impl Procfs {
 fn read_table(
     mut file: impl Read,
     buf: &mut [u8],
+    parse: fn(&[u8]) -> Result<Option<Socket>, LineError>,
     listeners_only: bool,
     sink: &mut impl FnMut(&Socket),
     bad: &mut impl FnMut(usize, &[u8], LineError),
@@ -203,7 +255,7 @@ fn read_table(
             let line = &buf[start..start + pos];
             start += pos + 1;
             line_no += 1;
-            match parse_line(line) {
+            match parse(line) {
                 Ok(Some(socket)) => {
                     if listeners_only && socket.state != listen {
                         return Ok(());
@@ -218,7 +270,7 @@ fn read_table(
             // A last line without a newline.
             if start < end {
                 line_no += 1;
-                match parse_line(&buf[start..end]) {
+                match parse(&buf[start..end]) {
                     Ok(Some(s)) if !listeners_only || s.state == listen => sink(&s),
                     Ok(_) => {}
                     Err(why) => bad(line_no, &buf[start..end], why),
@@ -304,6 +356,30 @@ mod tests {
         assert_eq!(parse_line(backlog).unwrap().unwrap().queue, 17);
         let no_queue = b"   0: 0100007F:0016 00000000:0000 0A";
         assert!(parse_line(no_queue).is_err());
+    }
+
+    #[test]
+    fn addresses_are_read_in_ipv6_form_when_asked() {
+        let v4 = b"   0: 0300007F:0016 0A01A8C0:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1 1";
+        let s = parse_line_with_addresses(v4).unwrap().unwrap();
+        assert_eq!(s.local_addr, mapped([127, 0, 0, 3]));
+        assert_eq!(s.remote_addr, mapped([192, 168, 1, 10]));
+        assert_eq!(
+            parse_line(v4).unwrap().unwrap().local_addr,
+            [0; 16],
+            "not unless asked"
+        );
+        let line = TCP6.lines().nth(2).unwrap(); // [::1]:8080
+        let s = parse_line_with_addresses(line.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            s.local_addr,
+            std::net::Ipv6Addr::LOCALHOST.octets(),
+            "{line}"
+        );
+        let mapped_line = b"   3: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000200007F:ACF2 01 0:0";
+        let s = parse_line_with_addresses(mapped_line).unwrap().unwrap();
+        assert_eq!(s.local_addr, mapped([127, 0, 0, 1]));
+        assert_eq!(s.remote_addr, mapped([127, 0, 0, 2]));
     }
 
     #[test]
@@ -434,6 +510,7 @@ mod tests {
                     step,
                 },
                 &mut buf,
+                parse_line,
                 false,
                 &mut |s: &Socket| got.push((s.local, s.remote, s.state)),
                 &mut |n, _, why| panic!("line {n}: {why}"),
@@ -453,6 +530,7 @@ mod tests {
                 step: 50,
             },
             &mut buf,
+            parse_line,
             false,
             &mut |_: &Socket| {},
             &mut |_, _, _| {},

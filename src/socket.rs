@@ -1,6 +1,8 @@
 //! What a source reports of one socket: the unit every source produces and
 //! the port table counts.
 
+use crate::network::Addr;
+
 /// One TCP socket as read from netlink or procfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Socket {
@@ -13,6 +15,10 @@ pub struct Socket {
     /// For a LISTEN socket: the accept queue's limit (the listen backlog);
     /// `None` where the source does not show it (procfs).
     pub queue_limit: Option<u32>,
+    /// Addresses in IPv6 form (IPv4 as `::ffff:a.b.c.d`); procfs fills them
+    /// only when networks are configured.
+    pub local_addr: Addr,
+    pub remote_addr: Addr,
 }
 
 impl Socket {

@@ -256,9 +256,10 @@ impl Gatherer {
             } else {
                 &[]
             };
-            let progress = match self.netlink.dump(ALL_STATES, program, &mut |s: &Socket| {
-                table.count(s.local, s.remote, s.state)
-            }) {
+            let progress = match self
+                .netlink
+                .dump(ALL_STATES, program, &mut |s: &Socket| table.count_socket(s))
+            {
                 Err(NetlinkError::Kernel { errno })
                     if errno == libc::EINVAL && !program.is_empty() =>
                 {
@@ -295,6 +296,7 @@ impl Gatherer {
         let Some(procfs) = self.procfs.as_mut() else {
             return Ok(());
         };
+        procfs.addresses = table.wants_addresses();
         let mut bad = None;
         if table.wants_listeners() {
             bad = procfs.dump(true, &mut |s: &Socket| {
@@ -303,9 +305,7 @@ impl Gatherer {
                 }
             })?;
         }
-        let all = procfs.dump(false, &mut |s: &Socket| {
-            table.count(s.local, s.remote, s.state)
-        })?;
+        let all = procfs.dump(false, &mut |s: &Socket| table.count_socket(s))?;
         match all.or(bad) {
             Some(bad) if !self.warned_bad_lines => {
                 warn!(

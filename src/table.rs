@@ -4,6 +4,7 @@
 //! of ports, and the result does not depend on the order of the triples.
 
 use crate::config::Config;
+use crate::network::Network;
 use crate::socket::Socket;
 use crate::state::{TcpState, STATE_COUNT};
 
@@ -19,6 +20,10 @@ pub enum Instance {
     Local(u16),
     /// `<port>-remote`: sockets whose remote port is this one.
     Remote(u16),
+    /// `<net>_<prefix>-local`: sockets whose local address is in the network.
+    LocalNet(Network),
+    /// `<net>_<prefix>-remote`: sockets whose remote address is in it.
+    RemoteNet(Network),
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +67,8 @@ pub struct PortTable {
     listening_ports: bool,
     all_ports_summary: bool,
     accept_queue: bool,
+    /// `LocalNetwork`s then `RemoteNetwork`s, with this read's counts.
+    networks: Vec<(Instance, Network, Counts)>,
     ignored: u32,
 }
 
@@ -75,6 +82,17 @@ impl PortTable {
             listening_ports: config.listening_ports,
             all_ports_summary: config.all_ports_summary,
             accept_queue: config.accept_queue,
+            networks: config
+                .local_networks
+                .iter()
+                .map(|&n| (Instance::LocalNet(n), n, [0; STATE_COUNT]))
+                .chain(
+                    config
+                        .remote_networks
+                        .iter()
+                        .map(|&n| (Instance::RemoteNet(n), n, [0; STATE_COUNT])),
+                )
+                .collect(),
             ignored: 0,
         };
         for &port in &config.local_ports {
@@ -105,6 +123,9 @@ impl PortTable {
             entry.queue_limit = Some(0);
         }
         self.total = [0; STATE_COUNT];
+        for (_, _, counts) in &mut self.networks {
+            *counts = [0; STATE_COUNT];
+        }
         self.ignored = 0;
     }
 
@@ -148,13 +169,40 @@ impl PortTable {
         }
     }
 
+    /// Whether sources must read addresses (only networks need them).
+    pub fn wants_addresses(&self) -> bool {
+        !self.networks.is_empty()
+    }
+
+    /// Counts one socket: by port as [`PortTable::count`], then by network.
+    #[inline]
+    pub fn count_socket(&mut self, s: &Socket) {
+        self.count(s.local, s.remote, s.state);
+        if self.networks.is_empty() {
+            return;
+        }
+        let Some(state) = TcpState::from_kernel(s.state) else {
+            return;
+        };
+        for (instance, net, counts) in &mut self.networks {
+            let addr = match instance {
+                Instance::LocalNet(_) => &s.local_addr,
+                _ => &s.remote_addr,
+            };
+            if net.contains(addr) {
+                let c = &mut counts[state.index()];
+                *c = c.saturating_add(1);
+            }
+        }
+    }
+
     /// The ports whose sockets this read reports, for a kernel-side filter:
     /// local ports into `local`, remote ports into `remote`. Returns false
     /// when every socket is needed (`AllPortsSummary`).
     pub fn reported_ports(&self, local: &mut Vec<u16>, remote: &mut Vec<u16>) -> bool {
         local.clear();
         remote.clear();
-        if self.all_ports_summary {
+        if self.all_ports_summary || !self.networks.is_empty() {
             return false;
         }
         for e in &self.entries {
@@ -188,7 +236,8 @@ impl PortTable {
                 .then_some((Instance::Remote(e.port), &e.remote));
             local.into_iter().chain(remote)
         });
-        all.into_iter().chain(ports)
+        let nets = self.networks.iter().map(|(i, _, c)| (*i, c));
+        all.into_iter().chain(ports).chain(nets)
     }
 
     /// With `AcceptQueue`: the accept queue of every reported local port
@@ -383,6 +432,47 @@ mod tests {
         assert_eq!(
             order,
             vec![Instance::All, Instance::Local(22), Instance::Remote(22)]
+        );
+    }
+
+    #[test]
+    fn networks_count_by_local_or_remote_address() {
+        use crate::network::mapped;
+        let mut t = table(&[
+            ("LocalNetwork", "127.0.0.0/30"),
+            ("RemoteNetwork", "127.0.0.2 ::1"),
+        ]);
+        assert!(t.wants_addresses());
+        let (mut l, mut r) = (Vec::new(), Vec::new());
+        assert!(
+            !t.reported_ports(&mut l, &mut r),
+            "networks need every socket"
+        );
+        t.begin_read();
+        let sock = |la: [u8; 4], ra: [u8; 4], state| Socket {
+            local_addr: mapped(la),
+            remote_addr: mapped(ra),
+            ..Socket::new(1, 2, state)
+        };
+        t.count_socket(&sock([127, 0, 0, 1], [127, 0, 0, 2], EST));
+        t.count_socket(&sock([127, 0, 0, 5], [127, 0, 0, 2], EST));
+        t.count_socket(&sock([127, 0, 0, 3], [127, 0, 0, 9], TW));
+        t.count_socket(&sock([127, 0, 0, 3], [127, 0, 0, 9], 12));
+        let mut v6 = Socket::new(1, 2, EST);
+        v6.remote_addr = std::net::Ipv6Addr::LOCALHOST.octets();
+        t.count_socket(&v6);
+        let got: Vec<(Instance, Counts)> = t.series().map(|(i, c)| (i, *c)).collect();
+        let net = |s: &str| crate::network::Network::parse(s).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Instance::LocalNet(net("127.0.0.0/30")),
+                    counts(&[(EST, 1), (TW, 1)])
+                ),
+                (Instance::RemoteNet(net("::1")), counts(&[(EST, 1)])),
+                (Instance::RemoteNet(net("127.0.0.2")), counts(&[(EST, 2)])),
+            ]
         );
     }
 

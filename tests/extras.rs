@@ -218,3 +218,102 @@ fn a_namespace_that_goes_away_and_comes_back_is_read_again() {
         &run.log,
     );
 }
+
+/// A connection to 127.0.0.1:`port` from `src`:0, accepted by `listener`;
+/// both ends are returned so they stay open.
+fn connect_from(
+    ns: &Netns,
+    src: [u8; 4],
+    port: u16,
+    listener: &std::net::TcpListener,
+) -> (OwnedFd, TcpStream) {
+    ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor this closure owns; the
+        // sockaddrs are fully initialised sockaddr_in values.
+        let client = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let owned = OwnedFd::from_raw_fd(fd);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes(src);
+            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            addr.sin_port = port.to_be();
+            let rc = libc::connect(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+            owned
+        };
+        listener.set_nonblocking(false).expect("blocking accept");
+        let (server, _) = listener.accept().expect("accept");
+        (client, server)
+    })
+}
+
+fn networks_run(tag: &str, env: &[(&str, &str)]) -> Run {
+    let ns = Netns::new(tag);
+    let mut pop = Population::new(&ns);
+    pop.listen_v4(6000)
+        .listen_v6(6001)
+        .established(6001, 2, Family::V6);
+    pop.settle(&ns);
+    let listener = &pop.listeners[0].socket;
+    let mut conns = Vec::new();
+    for src in [
+        [127, 0, 0, 1],
+        [127, 0, 0, 2],
+        [127, 0, 0, 2],
+        [127, 0, 0, 3],
+        [127, 0, 0, 3],
+        [127, 0, 0, 3],
+    ] {
+        conns.push(connect_from(&ns, src, 6000, listener));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let block = "<Plugin tcpconns>\n  RemoteNetwork \"127.0.0.2/32\" \"127.0.0.0/30\"\n  \
+                 RemoteNetwork \"::1\"\n  LocalNetwork \"127.0.0.0/8\"\n  LocalPort 6000\n</Plugin>";
+    run_collectd(&ns, Plugin::Ours, block, env)
+}
+
+fn check_networks(run: &Run) {
+    let est = |pi: &str| run.get(pi, "ESTABLISHED");
+    assert_eq!(est("127.0.0.2_32-remote"), Some(2.0), "{}", run.log);
+    // 6 accepted sockets (remote .1 to .3) and 6 clients (remote 127.0.0.1).
+    assert_eq!(est("127.0.0.0_30-remote"), Some(12.0), "{}", run.log);
+    assert_eq!(est("::1_128-remote"), Some(4.0), "{}", run.log);
+    assert_eq!(est("127.0.0.0_8-local"), Some(12.0), "{}", run.log);
+    assert_eq!(
+        run.get("127.0.0.0_8-local", "LISTEN"),
+        Some(1.0),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        run.get("::1_128-remote", "LISTEN"),
+        Some(0.0),
+        "{}",
+        run.log
+    );
+    assert_eq!(est("6000-local"), Some(6.0), "{}", run.log);
+    assert_eq!(
+        run.plugin_instances().len(),
+        5,
+        "{:?}",
+        run.plugin_instances()
+    );
+}
+
+#[test]
+fn counts_by_network_from_netlink() {
+    check_networks(&networks_run("net-nl", &[]));
+}
+
+#[test]
+fn counts_by_network_from_procfs() {
+    let shim = no_netlink_shim();
+    let run = networks_run("net-proc", &[("LD_PRELOAD", shim.to_str().unwrap())]);
+    assert!(run.log.contains("reading /proc/net/tcp"), "{}", run.log);
+    check_networks(&run);
+}

@@ -13,6 +13,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v nm >/dev/null 2>&1 || need+=(binutils)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
+# tests/install.rs: `cargo deb` resolves the package's library dependencies
+# with dpkg-shlibdeps (dpkg-dev).
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -23,4 +26,11 @@ test -f /usr/lib/collectd/tcpconns.so
 if ! cargo --version >/dev/null 2>&1; then
   echo "setup: cargo does not run; install Rust 1.77 or newer (rustup)" >&2
   exit 1
+fi
+# tests/install.rs builds the Debian package with cargo-deb (pinned; needs
+# Rust 1.85; about a minute to compile, once per machine). Only that test
+# needs it, so a failure here is a warning (the test tries again).
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install --locked --quiet cargo-deb --version 3.8.0 ||
+    echo "setup: cargo install cargo-deb failed; tests/install.rs needs it" >&2
 fi

@@ -1,0 +1,718 @@
+//! `ci/install.sh` and the Debian package, end to end: install, start the
+//! real collectd from the installed config, see the values, uninstall, and
+//! find the host as it was (checksums of every stock file).
+//!
+//! The two tests on the real /etc and /usr/local (`script_on_this_host`,
+//! `debian_package_on_this_host`) hold one lock and restore the host even
+//! when they fail. The others install into scratch directories (`--prefix`,
+//! `--config`), which covers the layouts this host does not have: no main
+//! config (collectd-core alone), a main config without the Include, a file
+//! in the way, an update over an edited snippet.
+//! Needs root, iproute2, collectd-core, and for the package cargo-deb and
+//! dpkg-dev (ci/setup.sh installs them; the package test installs cargo-deb
+//! itself if it is missing).
+
+mod common;
+mod support;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::{
+    checked, collectd_defaults, config_head, csv_block, host_lock, output, plugindir_lines, repo,
+    snapshot, snapshot_diff, text, Csv, Daemon, Entry, TempDir,
+};
+
+const PREFIX: &str = "/usr/local/lib/collectd-tcpconns";
+const SNIPPET: &str = "/etc/collectd/collectd.conf.d/tcpconns.conf";
+const PACKAGE: &str = "collectd-tcpconns";
+
+/// What the tests compare before and after: every file of the
+/// distribution's collectd, and what sits in /usr/local/lib.
+const WATCHED: &[(&str, bool)] = &[
+    ("/etc/collectd", true),
+    ("/usr/lib/collectd", true),
+    ("/usr/share/collectd", true),
+    ("/usr/sbin/collectd", false),
+    ("/etc/default/collectd", false),
+    ("/lib/systemd/system/collectd.service", false),
+    ("/usr/local/lib", false),
+    (PREFIX, true),
+];
+
+fn install_sh() -> Command {
+    Command::new(repo().join("ci/install.sh"))
+}
+
+/// The seed's selection, as collectd.d/tcpconns.conf configures it.
+fn seed_selection() -> Selection {
+    Selection {
+        listening: false,
+        summary: false,
+        local: vec![22, 25, 8080, 8181],
+        remote: vec![2251, 3513, 3504],
+    }
+}
+
+/// A population for the seed's ports: sshd with 2 sessions, a web server on
+/// 8080 (IPv4-mapped clients), 2 connections to a server on 3513, and an
+/// idle listener on 9999 that the seed's config must not report.
+fn seed_population(ns: &Netns) -> Population {
+    let mut pop = Population::new(ns);
+    pop.listen_v4(22)
+        .established(22, 2, Family::V4)
+        .listen_dual(8080)
+        .established(8080, 3, Family::Mapped)
+        .listen_v4(3513)
+        .established(3513, 2, Family::V4)
+        .listen_v4(9999)
+        .time_wait(8080, 1);
+    pop.settle(ns);
+    pop
+}
+
+/// Starts collectd in `ns` on a config that includes `include` (the host's
+/// main config, or a snippet directory) and loads csv after it: csv comes
+/// from the plugin directory the installed PluginDir switch went back to.
+/// A tmpfs covers /var/lib/collectd, where a stock main config's rrdtool
+/// would write. Returns the csv after one read, and the log.
+fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
+    let dir = TempDir::new(tag);
+    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
+    if include.is_dir() {
+        conf += &format!(
+            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
+            include.display()
+        );
+    } else {
+        conf += &format!("Include \"{}\"\n\n", include.display());
+    }
+    conf += &csv_block(dir.path());
+    let tmpfs: &[&str] = if Path::new("/var/lib/collectd").is_dir() {
+        &["/var/lib/collectd"]
+    } else {
+        &[]
+    };
+    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), tmpfs);
+    let want = expected_values(&[], &seed_selection()).len();
+    let csv = cd.wait_for(
+        "one read of the seed's series",
+        Duration::from_secs(20),
+        |c| c.tcpconns_values().len() >= want,
+    );
+    cd.stop();
+    (csv, cd.log())
+}
+
+/// The values of a run from the installed config are exactly the seed
+/// selection's on `pop`, and they came from our plugin, not the C one.
+fn check_installed_run(pop: &Population, csv: &Csv, log: &str) {
+    let want = expected_values(&pop.expected, &seed_selection());
+    assert_values("installed config", &csv.tcpconns_values(), &want, log);
+    assert!(
+        log.contains("tcpconns plugin: reading sockets from netlink (sock_diag)"),
+        "our plugin's source line is missing (the C plugin loaded?):\n{log}"
+    );
+    assert!(
+        !log.contains("Reading from netlink succeeded"),
+        "the C plugin was loaded:\n{log}"
+    );
+}
+
+/// Manifest lines (kind, path) of an install.
+fn manifest(prefix: &Path) -> Vec<(char, PathBuf)> {
+    let text = fs::read_to_string(prefix.join("install-manifest")).expect("read install-manifest");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 3, "manifest line {l:?}");
+            (f[0].chars().next().unwrap(), PathBuf::from(f[2]))
+        })
+        .collect()
+}
+
+/// Tree of `root` as (relative path, kind, sha256) for scratch-directory
+/// scenarios.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let r = root.to_str().unwrap();
+    snapshot(&[(r, true)])
+}
+
+// ---------------------------------------------------------------------------
+// The real host
+// ---------------------------------------------------------------------------
+
+/// Runs `ci/install.sh uninstall --force` if dropped armed (a failed test).
+struct ScriptCleanup(bool);
+
+impl Drop for ScriptCleanup {
+    fn drop(&mut self) {
+        if self.0 {
+            eprintln!("cleanup: ci/install.sh uninstall --force");
+            let _ = install_sh().args(["uninstall", "--force"]).status();
+        }
+    }
+}
+
+/// Purges the package if dropped armed (a failed test).
+struct PackageCleanup(bool);
+
+impl Drop for PackageCleanup {
+    fn drop(&mut self) {
+        if self.0 {
+            eprintln!("cleanup: dpkg -P {PACKAGE}");
+            let _ = Command::new("dpkg").args(["-P", PACKAGE]).status();
+        }
+    }
+}
+
+fn assert_host_clean() {
+    assert!(
+        !Path::new(PREFIX).exists() && !Path::new(SNIPPET).exists(),
+        "{PREFIX} or {SNIPPET} exists before the test: this host has collectd-tcpconns \
+         installed (ci/install.sh uninstall, or dpkg -P {PACKAGE}), and the test will not \
+         touch it"
+    );
+}
+
+/// The host's main config if there is one, else the snippet directory:
+/// what collectd reads once the plugin is installed.
+fn host_include() -> PathBuf {
+    let (main, _) = collectd_defaults();
+    if Path::new(&main).is_file() {
+        PathBuf::from(main)
+    } else {
+        PathBuf::from("/etc/collectd/collectd.conf.d")
+    }
+}
+
+#[test]
+fn script_on_this_host() {
+    let _lock = host_lock();
+    assert_host_clean();
+    let (main, plugindir) = collectd_defaults();
+    let had_main = Path::new(&main).exists();
+    let before = snapshot(WATCHED);
+    let mut cleanup = ScriptCleanup(true);
+
+    // Install (it builds the release .so itself).
+    let out = checked(&mut install_sh());
+    eprintln!("ci/install.sh:\n{out}");
+    let after = snapshot(WATCHED);
+
+    // Only additions, and exactly the manifest's entries (plus itself).
+    let diff = snapshot_diff(&before, &after);
+    let mut listed: Vec<String> = manifest(Path::new(PREFIX))
+        .into_iter()
+        .map(|(_, p)| format!("+ {}", p.display()))
+        .collect();
+    listed.push(format!("+ {PREFIX}/install-manifest"));
+    listed.sort();
+    let mut added = diff.clone();
+    added.sort();
+    assert_eq!(
+        added, listed,
+        "install changed more than it recorded:\n{out}"
+    );
+    for want in [
+        format!("{PREFIX}/tcpconns.so"),
+        format!("{PREFIX}/load.conf"),
+        SNIPPET.to_string(),
+    ] {
+        assert!(Path::new(&want).is_file(), "{want} not installed:\n{out}");
+    }
+    // collectd-core alone ships no main config: then the script makes one.
+    assert!(Path::new(&main).is_file(), "{main} missing:\n{out}");
+    if !had_main {
+        assert!(
+            out.contains("did not exist: created a minimal one"),
+            "{out}"
+        );
+    }
+    // load.conf switches to ours and back to collectd's own directory.
+    let load = fs::read_to_string(format!("{PREFIX}/load.conf")).unwrap();
+    assert_eq!(
+        plugindir_lines(&load),
+        [PREFIX.to_string(), plugindir.clone()]
+    );
+    // The installed .so is the release build.
+    let built = fs::read(repo().join("target/release/libtcpconns.so")).unwrap();
+    assert!(fs::read(format!("{PREFIX}/tcpconns.so")).unwrap() == built);
+
+    // collectd from the installed config sees the population's values.
+    let ns = Netns::new("inst-host");
+    let pop = seed_population(&ns);
+    let (csv, log) = run_installed(&ns, &host_include(), "inst-host");
+    check_installed_run(&pop, &csv, &log);
+
+    // Uninstall: the host is as it was, file for file.
+    let out = checked(install_sh().arg("uninstall"));
+    eprintln!("ci/install.sh uninstall:\n{out}");
+    cleanup.0 = false;
+    let restored = snapshot(WATCHED);
+    let diff = snapshot_diff(&before, &restored);
+    assert!(
+        diff.is_empty(),
+        "uninstall left differences:\n{}",
+        diff.join("\n")
+    );
+    let out = checked(install_sh().arg("uninstall"));
+    assert!(out.contains("nothing to uninstall"), "{out}");
+}
+
+/// cargo-deb, installed if missing (pinned, as ci/setup.sh does).
+fn ensure_cargo_deb() {
+    let cargo = env!("CARGO");
+    let ok = Command::new(cargo)
+        .args(["deb", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("cargo-deb missing: cargo install --locked cargo-deb --version 3.8.0");
+        checked(Command::new(cargo).args([
+            "install",
+            "--locked",
+            "--quiet",
+            "cargo-deb",
+            "--version",
+            "3.8.0",
+        ]));
+    }
+}
+
+fn dpkg_status() -> Option<String> {
+    let out = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", PACKAGE]));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .filter(|s| !s.is_empty() && s != "unknown ok not-installed")
+}
+
+#[test]
+fn debian_package_on_this_host() {
+    ensure_cargo_deb();
+    // Build the package (cargo deb builds the release .so itself).
+    let out = checked(
+        Command::new(env!("CARGO"))
+            .current_dir(repo())
+            .args(["deb", "--quiet"]),
+    );
+    let deb = PathBuf::from(
+        out.lines()
+            .rev()
+            .find(|l| l.ends_with(".deb"))
+            .unwrap_or_else(|| panic!("cargo deb printed no .deb path:\n{out}"))
+            .trim(),
+    );
+    assert!(deb.is_file(), "{} missing", deb.display());
+
+    // Its metadata: depends on collectd-core, the snippet is a conffile.
+    let depends = checked(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
+    assert!(
+        depends.contains("collectd-core (>= 5.12)"),
+        "Depends: {depends}"
+    );
+    let ctl = TempDir::new("deb-control");
+    checked(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(ctl.path()));
+    let conffiles = fs::read_to_string(ctl.path().join("conffiles")).unwrap_or_default();
+    assert_eq!(
+        conffiles.lines().collect::<Vec<_>>(),
+        [SNIPPET],
+        "conffiles"
+    );
+    let listing = checked(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    for f in ["tcpconns.so", "load.conf"] {
+        assert!(
+            listing.contains(&format!(".{PREFIX}/{f}")),
+            "{f} not in:\n{listing}"
+        );
+    }
+
+    let _lock = host_lock();
+    assert_host_clean();
+    assert_eq!(
+        dpkg_status(),
+        None,
+        "{PACKAGE} is known to dpkg before the test"
+    );
+    let (_, plugindir) = collectd_defaults();
+    let before = snapshot(WATCHED);
+    let mut cleanup = PackageCleanup(true);
+
+    // The package and the script refuse to install over each other.
+    {
+        let mut script = ScriptCleanup(true);
+        checked(install_sh().arg("--no-build"));
+        let out = output(Command::new("dpkg").arg("-i").arg(&deb));
+        assert!(
+            !out.status.success(),
+            "dpkg -i over a script install:\n{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("ci/install.sh installed this plugin already"),
+            "{}",
+            text(&out)
+        );
+        checked(install_sh().arg("uninstall"));
+        script.0 = false;
+    }
+    let out = checked(Command::new("dpkg").arg("-i").arg(&deb));
+    eprintln!("dpkg -i:\n{out}");
+    assert_eq!(dpkg_status().as_deref(), Some("install ok installed"));
+    let out = output(install_sh().arg("--no-build"));
+    assert!(
+        !out.status.success(),
+        "install.sh over the package:\n{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("the Debian package collectd-tcpconns is installed"),
+        "{}",
+        text(&out)
+    );
+    // The same files as ci/install.sh installs on this host.
+    let built = fs::read(repo().join("target/release/libtcpconns.so")).unwrap();
+    assert!(fs::read(format!("{PREFIX}/tcpconns.so")).unwrap() == built);
+    let load = fs::read_to_string(format!("{PREFIX}/load.conf")).unwrap();
+    assert_eq!(plugindir_lines(&load), [PREFIX.to_string(), plugindir]);
+    assert_eq!(
+        fs::read(SNIPPET).unwrap(),
+        fs::read(repo().join("collectd.d/tcpconns.conf")).unwrap()
+    );
+    // Nothing of the distribution changed.
+    for line in snapshot_diff(&before, &snapshot(WATCHED)) {
+        assert!(line.starts_with("+ "), "dpkg -i changed a file: {line}");
+    }
+
+    let ns = Netns::new("inst-deb");
+    let pop = seed_population(&ns);
+    let include = host_include();
+    let (csv, log) = run_installed(&ns, &include, "inst-deb");
+    check_installed_run(&pop, &csv, &log);
+
+    // Remove: the plugin goes, the conffile stays, and collectd still
+    // starts with it (the Include of the removed load.conf only warns).
+    let out = checked(Command::new("dpkg").args(["-r", PACKAGE]));
+    eprintln!("dpkg -r:\n{out}");
+    assert_eq!(dpkg_status().as_deref(), Some("deinstall ok config-files"));
+    assert!(!Path::new(PREFIX).join("tcpconns.so").exists());
+    assert!(Path::new(SNIPPET).is_file(), "dpkg -r removed the conffile");
+    {
+        let dir = TempDir::new("inst-deb-removed");
+        let mut conf = config_head(dir.path(), "tcpc-install", 3600);
+        conf += &format!("Include \"{SNIPPET}\"\n\n");
+        conf += &csv_block(dir.path());
+        let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(3) && cd.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let exited = cd.exited();
+        let log = cd.log();
+        cd.stop();
+        assert_eq!(
+            exited, None,
+            "collectd did not keep running after dpkg -r:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("stat ({PREFIX}/load.conf) failed")),
+            "log:\n{log}"
+        );
+        assert!(log.contains("Initialization complete"), "log:\n{log}");
+    }
+
+    let out = checked(Command::new("dpkg").args(["-P", PACKAGE]));
+    eprintln!("dpkg -P:\n{out}");
+    cleanup.0 = false;
+    assert_eq!(
+        dpkg_status(),
+        None,
+        "{PACKAGE} still known to dpkg after purge"
+    );
+    let diff = snapshot_diff(&before, &snapshot(WATCHED));
+    assert!(
+        diff.is_empty(),
+        "purge left differences:\n{}",
+        diff.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Other layouts, in scratch directories
+// ---------------------------------------------------------------------------
+
+/// A scratch "host": `<root>/etc/collectd/...` and `<root>/lib/ct`.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        // Built once per test process (as the other tests do), so the
+        // scenarios can pass --no-build.
+        let _ = plugin_dir();
+        let dir = TempDir::new(tag);
+        fs::create_dir_all(dir.path().join("etc/collectd")).unwrap();
+        Scratch { dir }
+    }
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    fn prefix(&self) -> PathBuf {
+        self.root().join("lib/ct")
+    }
+    fn config(&self) -> PathBuf {
+        self.root().join("etc/collectd/collectd.conf")
+    }
+    fn confdir(&self) -> PathBuf {
+        self.root().join("etc/collectd/collectd.conf.d")
+    }
+    fn install(&self, extra: &[&str]) -> std::process::Output {
+        output(
+            install_sh()
+                .arg("--no-build")
+                .arg("--prefix")
+                .arg(self.prefix())
+                .arg("--config")
+                .arg(self.config())
+                .args(extra),
+        )
+    }
+    fn uninstall(&self, extra: &[&str]) -> std::process::Output {
+        output(
+            install_sh()
+                .arg("uninstall")
+                .arg("--prefix")
+                .arg(self.prefix())
+                .args(extra),
+        )
+    }
+}
+
+/// collectd-core alone: no main config. The script creates a minimal one
+/// that reads the snippet directory, collectd started from it reports the
+/// seed's ports, and uninstall leaves nothing behind.
+#[test]
+fn script_without_main_config_creates_one() {
+    let s = Scratch::new("inst-nomain");
+    let before = tree(s.root());
+    let out = s.install(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("did not exist: created a minimal one"),
+        "{}",
+        text(&out)
+    );
+    let main = fs::read_to_string(s.config()).unwrap();
+    assert!(
+        main.contains(&format!("<Include \"{}\">", s.confdir().display())),
+        "{main}"
+    );
+    let snippet = fs::read_to_string(s.confdir().join("tcpconns.conf")).unwrap();
+    assert!(
+        snippet.contains(&format!("Include \"{}/load.conf\"", s.prefix().display())),
+        "{snippet}"
+    );
+    // Everything it made is in the manifest.
+    let listed = manifest(&s.prefix());
+    for p in [
+        s.prefix().join("tcpconns.so"),
+        s.prefix().join("load.conf"),
+        s.confdir().join("tcpconns.conf"),
+        s.config(),
+    ] {
+        assert!(
+            listed.contains(&('f', p.clone())),
+            "{} not listed",
+            p.display()
+        );
+    }
+    for d in [s.prefix(), s.confdir(), s.root().join("lib")] {
+        assert!(
+            listed.contains(&('d', d.clone())),
+            "{} not listed",
+            d.display()
+        );
+    }
+
+    let ns = Netns::new("inst-nomain");
+    let pop = seed_population(&ns);
+    let (csv, log) = run_installed(&ns, &s.config(), "inst-nomain-run");
+    check_installed_run(&pop, &csv, &log);
+
+    let out = s.uninstall(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let diff = snapshot_diff(&before, &tree(s.root()));
+    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+}
+
+/// A main config that does not include the snippet directory is left
+/// alone: the script installs, says what line to add, and uninstalls.
+#[test]
+fn script_leaves_a_main_config_without_include_alone() {
+    let s = Scratch::new("inst-noinc");
+    fs::write(s.config(), "LoadPlugin cpu\n").unwrap();
+    let before = tree(s.root());
+    let out = s.install(&[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("does not include"), "{t}");
+    assert!(
+        t.contains(&format!("<Include \"{}\">", s.confdir().display())),
+        "{t}"
+    );
+    assert_eq!(fs::read_to_string(s.config()).unwrap(), "LoadPlugin cpu\n");
+    assert!(s.confdir().join("tcpconns.conf").is_file());
+    let out = s.uninstall(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let diff = snapshot_diff(&before, &tree(s.root()));
+    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+}
+
+/// A file in the way that the script did not create: it stops before
+/// changing anything.
+#[test]
+fn script_refuses_to_overwrite_a_file_it_did_not_create() {
+    let s = Scratch::new("inst-foreign");
+    fs::create_dir_all(s.confdir()).unwrap();
+    fs::write(s.confdir().join("tcpconns.conf"), "# mine\n").unwrap();
+    fs::write(
+        s.config(),
+        format!("Include \"{}\"\n", s.confdir().display()),
+    )
+    .unwrap();
+    let before = tree(s.root());
+    let out = s.install(&[]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("exists and was not installed by this script"),
+        "{t}"
+    );
+    let diff = snapshot_diff(&before, &tree(s.root()));
+    assert!(diff.is_empty(), "changed:\n{}", diff.join("\n"));
+}
+
+/// Installing again updates the plugin but keeps a snippet the user edited;
+/// uninstall keeps it too (and says so) until --force.
+#[test]
+fn script_update_and_uninstall_keep_an_edited_snippet() {
+    let s = Scratch::new("inst-update");
+    fs::create_dir_all(s.confdir()).unwrap();
+    fs::write(
+        s.config(),
+        format!(
+            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n",
+            s.confdir().display()
+        ),
+    )
+    .unwrap();
+    let before = tree(s.root());
+    let out = s.install(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("does not include"), "{}", text(&out));
+    let snippet = s.confdir().join("tcpconns.conf");
+    let mut edited = fs::read_to_string(&snippet).unwrap();
+    edited += "<Plugin tcpconns>\n  LocalPort 443\n</Plugin>\n";
+    fs::write(&snippet, &edited).unwrap();
+
+    let out = s.install(&["--snippet", "tcpconns.conf", "--snippet", "network.conf"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(&format!("kept {}", snippet.display())), "{t}");
+    assert_eq!(fs::read_to_string(&snippet).unwrap(), edited);
+    assert!(s.confdir().join("network.conf").is_file());
+
+    let out = s.uninstall(&[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(&format!("kept {}", snippet.display())), "{t}");
+    assert_eq!(fs::read_to_string(&snippet).unwrap(), edited);
+    assert!(!s.confdir().join("network.conf").exists());
+    assert!(!s.prefix().join("tcpconns.so").exists());
+
+    let out = s.uninstall(&["--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let diff = snapshot_diff(&before, &tree(s.root()));
+    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+}
+
+/// The back-switch goes to the main config's own PluginDir when it sets
+/// one, else to collectd -h's; a LoadPlugin tcpconns in the main config
+/// (which would load the C plugin first) gets a warning.
+#[test]
+fn script_switches_back_to_the_main_configs_plugindir() {
+    let s = Scratch::new("inst-plugindir");
+    fs::write(
+        s.config(),
+        "#PluginDir \"/commented/out\"\nPluginDir \"/opt/collectd/lib\"\nLoadPlugin tcpconns\n",
+    )
+    .unwrap();
+    let out = s.install(&[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("loads tcpconns itself"), "{t}");
+    let load = fs::read_to_string(s.prefix().join("load.conf")).unwrap();
+    assert_eq!(
+        plugindir_lines(&load),
+        [s.prefix().display().to_string(), "/opt/collectd/lib".into()]
+    );
+    assert!(s.uninstall(&[]).status.success());
+
+    let s = Scratch::new("inst-plugindir2");
+    assert!(s.install(&[]).status.success());
+    let load = fs::read_to_string(s.prefix().join("load.conf")).unwrap();
+    let (_, plugindir) = collectd_defaults();
+    assert_eq!(
+        plugindir_lines(&load),
+        [s.prefix().display().to_string(), plugindir]
+    );
+    assert!(s.uninstall(&[]).status.success());
+}
+
+/// The ready snippets tcpconns.conf and tcpconns-summary.conf, installed
+/// together, in a real collectd: both include load.conf (the second
+/// LoadPlugin does nothing) and their blocks add up.
+#[test]
+fn ready_snippets_load_together() {
+    let s = Scratch::new("inst-snippets");
+    let out = s.install(&[
+        "--snippet",
+        "tcpconns.conf",
+        "--snippet",
+        "tcpconns-summary.conf",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ns = Netns::new("inst-snip");
+    let pop = seed_population(&ns);
+    let dir = TempDir::new("inst-snippets-run");
+    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
+    conf += &format!(
+        "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
+        s.confdir().display()
+    );
+    conf += &csv_block(dir.path());
+    let mut sel = seed_selection();
+    sel.summary = true;
+    let want = expected_values(&pop.expected, &sel);
+    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
+    let csv = cd.wait_for("one read", Duration::from_secs(20), |c| {
+        c.tcpconns_values().len() >= want.len()
+    });
+    cd.stop();
+    let log = cd.log();
+    assert_values("two snippets", &csv.tcpconns_values(), &want, &log);
+    assert_eq!(
+        log.matches("plugin \"tcpconns\" successfully loaded")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(s.uninstall(&[]).status.success());
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Records the csv behind docs/connections-per-state.png: runs
+# docs/plot/loadgen.py (a changing load: see there) in a network namespace of
+# its own, with the real collectd reading it through this project's
+# tcpconns.so every 2 s and writing csv, then keeps the csv files the plot
+# uses in docs/plot/data/. Run as root after `cargo build --release --lib`;
+# takes RECORD_SECONDS (default 300) seconds. Then: python3 docs/plot/plot.py
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${RECORD_SECONDS:-300}
+ns=tcpconns-plot
+work=$(mktemp -d /tmp/tcpconns-plot.XXXXXX)
+mkdir -p "$work/plugins"
+cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns del "$ns" 2>/dev/null || true
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+# An "Elasticsearch" at 10.99.0.2 that never answers: SYNs go to a fixed
+# neighbour on a veth whose peer stays down, and vanish.
+ip -n "$ns" link add es0 type veth peer name es1
+ip -n "$ns" addr add 10.99.0.1/24 dev es0
+ip -n "$ns" link set es0 up
+ip -n "$ns" neigh add 10.99.0.2 lladdr 02:00:00:00:00:02 dev es0 nud permanent
+ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_syn_retries=3
+ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="40000 60999"
+
+cat > "$work/collectd.conf" <<CONF
+Hostname "plot"
+FQDNLookup false
+Interval 2
+WriteThreads 1
+BaseDir "$work"
+PIDFile "$work/collectd.pid"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel "info"
+  File "$work/collectd.log"
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$work/csv"
+  StoreRates false
+</Plugin>
+PluginDir "$work/plugins"
+LoadPlugin tcpconns
+PluginDir "/usr/lib/collectd"
+<Plugin tcpconns>
+  ListeningPorts true
+  AllPortsSummary true
+  RemotePort 5432
+  RemotePort 9200
+</Plugin>
+CONF
+
+: > "$work/phases.csv"
+ip netns exec "$ns" python3 docs/plot/loadgen.py "$work/ready" "$work/phases.csv" "$seconds" &
+pids+=($!)
+for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.1; done
+ip netns exec "$ns" /usr/sbin/collectd -f -C "$work/collectd.conf" &
+collectd_pid=$!
+pids+=("$collectd_pid")
+echo "recording for $seconds s (collectd config: $work/collectd.conf)"
+wait "${pids[0]}"
+sleep 3
+kill "$collectd_pid"
+wait "$collectd_pid" || true
+grep "tcpconns plugin" "$work/collectd.log" || true
+
+out=docs/plot/data
+rm -rf "$out"
+mkdir -p "$out"
+cp "$work/phases.csv" "$out/phases.csv"
+# The "all" series (every state, zeros included, as written) and the
+# per-port files of the second panel.
+cp -r "$work/csv/plot/tcpconns-all" "$out/"
+for f in 8080-local/tcp_connections-ESTABLISHED 5432-remote/tcp_connections-ESTABLISHED \
+  9200-remote/tcp_connections-SYN_SENT 8080-local/tcp_connections-CLOSE_WAIT; do
+  mkdir -p "$out/tcpconns-${f%%/*}"
+  cp "$work"/csv/plot/tcpconns-"$f"-* "$out/tcpconns-${f%%/*}/"
+done
+echo "kept in $out:"
+find "$out" -type f | sort

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Prints the real values behind docs/options.md: one fixed socket population
+# in a network namespace of its own, and the real collectd (one read,
+# csv writer) with this project's tcpconns.so on one <Plugin tcpconns> block
+# per option. Run as root after `cargo build --release --lib`.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")/.."
+ns=tcpconns-samples
+ns2=tcpconns-samples-web
+work=$(mktemp -d /tmp/tcpconns-samples.XXXXXX)
+mkdir -p "$work/plugins"
+cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns del "$ns2" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for n in "$ns" "$ns2"; do
+  ip netns del "$n" 2>/dev/null || true
+  ip netns add "$n"
+  ip -n "$n" link set lo up
+done
+
+# The population: sshd on 22 with 2 sessions, a dual-stack web server on 8080
+# with 3 IPv4 and 1 IPv6 keep-alive clients and 1 finished request (TIME_WAIT),
+# an idle mail server on 25, 2 connections to a database on 5432, and a
+# listener on 7000 with backlog 7 whose 5 clients were never accepted.
+# In the second namespace: a web server on 8080 with 2 clients.
+cat > "$work/population.py" <<'PY'
+import socket, sys, time
+def listen(addr, port, family=socket.AF_INET, backlog=128):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port)); s.listen(backlog); return s
+def pair(l, addr, port):
+    c = socket.create_connection((addr, port)); a, _ = l.accept(); return c, a
+keep = []
+if sys.argv[2] == "main":
+    ssh, web, smtp, db = listen("127.0.0.1", 22), listen("::", 8080, socket.AF_INET6), \
+        listen("127.0.0.1", 25), listen("127.0.0.1", 5432)
+    keep += [ssh, web, smtp, db]
+    keep += [pair(ssh, "127.0.0.1", 22) for _ in range(2)]
+    keep += [pair(web, "127.0.0.1", 8080) for _ in range(3)]
+    keep += [pair(web, "::1", 8080)]
+    keep += [pair(db, "127.0.0.1", 5432) for _ in range(2)]
+    c, a = pair(web, "127.0.0.1", 8080); c.close(); a.recv(1); a.close()  # client: TIME_WAIT
+    q = listen("127.0.0.1", 7000, backlog=7); keep.append(q)
+    keep += [socket.create_connection(("127.0.0.1", 7000)) for _ in range(5)]
+else:
+    web = listen("127.0.0.1", 8080); keep.append(web)
+    keep += [pair(web, "127.0.0.1", 8080) for _ in range(2)]
+open(sys.argv[1], "w").close()
+time.sleep(3600)
+PY
+ip netns exec "$ns" python3 "$work/population.py" "$work/ready1" main &
+pids+=($!)
+ip netns exec "$ns2" python3 "$work/population.py" "$work/ready2" web &
+pids+=($!)
+for _ in $(seq 100); do [ -e "$work/ready1" ] && [ -e "$work/ready2" ] && break; sleep 0.1; done
+sleep 0.5
+echo "The population (ss -tan in $ns):"
+ip netns exec "$ns" ss -tan | sed 's/^/  /'
+
+# run TITLE BLOCK: one read with this <Plugin tcpconns> block, then every
+# value it dispatched that is not 0, and how many values there were.
+run() {
+  local title=$1 block=$2 dir
+  dir=$(mktemp -d "$work/run.XXXXXX")
+  cat > "$dir/collectd.conf" <<CONF
+Hostname "sample"
+FQDNLookup false
+Interval 3600
+WriteThreads 1
+BaseDir "$dir"
+PIDFile "$dir/collectd.pid"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel "info"
+  File "$dir/collectd.log"
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$dir/csv"
+  StoreRates false
+</Plugin>
+PluginDir "$work/plugins"
+LoadPlugin tcpconns
+PluginDir "/usr/lib/collectd"
+$block
+CONF
+  ip netns exec "$ns" /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/stdout" 2>&1 &
+  local pid=$! last="" now quiet=0
+  for _ in $(seq 150); do
+    sleep 0.1
+    kill -0 "$pid" 2>/dev/null || break
+    now=$(cat "$dir"/csv/sample/*/* 2>/dev/null | wc -l)
+    if [ "$now" != 0 ] && [ "$now" = "$last" ]; then
+      quiet=$((quiet + 1)); [ $quiet -ge 10 ] && break
+    else
+      quiet=0
+    fi
+    last=$now
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" || true
+  echo
+  echo "### $title"
+  echo "$block" | sed 's/^/    /'
+  local total=0 f series value
+  for f in "$dir"/csv/sample/tcpconns-*/*; do
+    total=$((total + 1))
+  done
+  echo "  -> $total values; those that are not 0:"
+  for f in "$dir"/csv/sample/tcpconns-*/*; do
+    series=${f#"$dir"/csv/sample/}; series=${series%-????-??-??}
+    value=$(tail -n 1 "$f" | cut -d, -f2)
+    printf '%s %.0f\n' "$series" "$value"
+  done | awk '$2 != 0' | sort -V | column -t | sed 's/^/  /'
+  grep -h "tcpconns plugin" "$dir/collectd.log" | grep -v "reading sockets from netlink" | sed 's/^/  log: /' || true
+  if [ "$total" = 0 ]; then sed 's/^/  stderr: /' "$dir/stdout"; fi
+}
+
+run "No block at all (ListeningPorts is on by default)" ""
+run "The blog post's block (collectd.d/tcpconns.conf)" '<Plugin tcpconns>
+  ListeningPorts false
+  RemotePort "2251"
+  RemotePort "3513"
+  RemotePort "3504"
+  LocalPort "22"
+  LocalPort "25"
+  LocalPort "8080"
+  LocalPort "8181"
+</Plugin>'
+run "LocalPort and RemotePort" '<Plugin tcpconns>
+  LocalPort 8080
+  RemotePort 5432
+</Plugin>'
+run "AllPortsSummary (collectd.d/tcpconns-summary.conf)" '<Plugin tcpconns>
+  AllPortsSummary true
+</Plugin>'
+run "ListeningPorts with AllPortsSummary" '<Plugin tcpconns>
+  ListeningPorts true
+  AllPortsSummary true
+</Plugin>'
+run "AcceptQueue" '<Plugin tcpconns>
+  LocalPort 7000 8080
+  AcceptQueue true
+</Plugin>'
+run "LocalNetwork and RemoteNetwork" '<Plugin tcpconns>
+  LocalNetwork "::1/128"
+  RemoteNetwork "127.0.0.0/8"
+</Plugin>'
+run "Namespace" "<Plugin tcpconns>
+  LocalPort 8080
+  Namespace \"/run/netns/$ns2\" \"web2\"
+</Plugin>"
+run "An invalid port" '<Plugin tcpconns>
+  LocalPort "22abc"
+</Plugin>'

@@ -124,6 +124,19 @@ fn u32_ne(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// A status the kernel puts in `NLMSG_DONE` or `NLMSG_ERROR`: 0, or a
+/// negated errno. Anything else (positive, or `i32::MIN`, which has no
+/// positive counterpart) is no errno and means the reply is malformed.
+fn kernel_status(what: &str, status: i32) -> Result<(), NetlinkError> {
+    match status {
+        0 => Ok(()),
+        s if s < 0 && s > i32::MIN => Err(NetlinkError::Kernel { errno: -s }),
+        s => Err(NetlinkError::Malformed(format!(
+            "{what} status {s} is not a negated errno"
+        ))),
+    }
+}
+
 /// Parses one received datagram of a dump with sequence number `seq`,
 /// feeding `(local_port, remote_port, state)` of every socket to `sink`.
 /// Messages with another sequence number (left from an earlier dump) are
@@ -197,10 +210,7 @@ pub fn parse_datagram(
             NLMSG_DONE => {
                 // The kernel puts the dump's final status here.
                 if payload.len() >= 4 {
-                    let status = u32_ne(payload, 0) as i32;
-                    if status < 0 {
-                        return Err(NetlinkError::Kernel { errno: -status });
-                    }
+                    kernel_status("NLMSG_DONE", u32_ne(payload, 0) as i32)?;
                 }
                 progress.done = true;
                 return Ok(progress);
@@ -211,12 +221,8 @@ pub fn parse_datagram(
                         "NLMSG_ERROR without an error code".into(),
                     ));
                 }
-                let status = u32_ne(payload, 0) as i32;
-                if status != 0 {
-                    return Err(NetlinkError::Kernel {
-                        errno: status.saturating_neg(),
-                    });
-                }
+                // 0 is an acknowledgement, not an error.
+                kernel_status("NLMSG_ERROR", u32_ne(payload, 0) as i32)?;
             }
             NLMSG_OVERRUN => {
                 return Err(NetlinkError::Malformed(
@@ -665,6 +671,40 @@ mod tests {
             let err = collect(&bytes, 1).unwrap_err();
             assert!(matches!(err, NetlinkError::Malformed(_)), "{what}: {err:?}");
         }
+    }
+
+    /// Found by the fuzzer (fuzz/regressions/netlink_datagram/): an
+    /// `NLMSG_DONE` status of `i32::MIN` overflowed the negation (a panic in
+    /// debug builds), and a positive `NLMSG_ERROR` status became a negative
+    /// errno. Both are no errno: malformed replies.
+    #[test]
+    fn statuses_that_are_no_errno_are_malformed() {
+        for name in ["done-status-i32-min", "error-positive-status"] {
+            let path = format!(
+                "{}/fuzz/regressions/netlink_datagram/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let err = collect(&bytes, 7).unwrap_err();
+            assert!(
+                matches!(&err, NetlinkError::Malformed(m) if m.contains("not a negated errno")),
+                "{name}: {err:?}"
+            );
+        }
+        for status in [1, i32::MAX, i32::MIN] {
+            for kind in [NLMSG_DONE, NLMSG_ERROR] {
+                let d = message(kind, 2, 3, &status.to_ne_bytes());
+                assert!(
+                    matches!(collect(&d, 3), Err(NetlinkError::Malformed(_))),
+                    "type {kind} status {status}"
+                );
+            }
+        }
+        let d = message(NLMSG_DONE, 2, 3, &(-(i32::MAX)).to_ne_bytes());
+        assert!(matches!(
+            collect(&d, 3),
+            Err(NetlinkError::Kernel { errno: i32::MAX })
+        ));
     }
 
     #[test]

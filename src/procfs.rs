@@ -149,6 +149,8 @@ pub struct BadLines {
 pub struct Procfs {
     tcp: PathBuf,
     tcp6: PathBuf,
+    /// Allocated at the first dump: on a host where netlink works, procfs is
+    /// never read and its buffer would only add to collectd's memory.
     buf: Vec<u8>,
     /// Parse addresses too (only networks need them).
     pub addresses: bool,
@@ -166,7 +168,7 @@ impl Procfs {
         Procfs {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
-            buf: vec![0; BUFFER],
+            buf: Vec::new(),
             addresses: false,
         }
     }
@@ -182,6 +184,9 @@ impl Procfs {
         sink: &mut impl FnMut(&Socket),
     ) -> Result<Option<BadLines>, ProcError> {
         let mut bad = None;
+        if self.buf.len() < BUFFER {
+            self.buf = vec![0; BUFFER];
+        }
         let Procfs {
             tcp,
             tcp6,

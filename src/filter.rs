@@ -7,24 +7,33 @@
 //! of 4-byte ops `{u8 code, u8 yes, u16 no}`; port comparisons carry the port
 //! in the `no` field of a second op. Running it, a true condition jumps
 //! `yes` bytes, a false one `no` bytes; a socket matches when the program
-//! ends exactly at its last byte and not when it jumps past it. The audit
-//! the kernel runs first walks the `yes` jumps and requires every `no`
-//! target to be one of the places that walk reaches.
+//! ends exactly at its last byte and not when it jumps 4 bytes past it. The
+//! audit the kernel runs first walks the `yes` jumps and requires every `no`
+//! target to be one of the places that walk reaches, or the end, or 4 past
+//! it. Jumps only go forward.
+//!
+//! The ports become ranges of consecutive ports (1,000 listening ports in
+//! 20000-20999 are one range), and the ranges of each direction a binary
+//! search tree laid out in forward jumps: a socket is decided after about
+//! log2(ranges) port comparisons, however many ports are reported.
 
 /// `INET_DIAG_BC_JMP`: always takes its `no` jump.
 const JMP: u8 = 1;
-/// `INET_DIAG_BC_S_EQ`: source (local) port equals.
-const S_EQ: u8 = 11;
-/// `INET_DIAG_BC_D_EQ`: destination (remote) port equals.
-const D_EQ: u8 = 12;
+/// `INET_DIAG_BC_S_GE`, `S_LE`: source (local) port at least, at most.
+const S_GE: u8 = 2;
+const S_LE: u8 = 3;
+/// `INET_DIAG_BC_D_GE`, `D_LE`: destination (remote) port at least, at most.
+const D_GE: u8 = 4;
+const D_LE: u8 = 5;
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying the program.
 pub const REQ_BYTECODE: u16 = 1;
 
-/// Bytes per tested port: the comparison, its port, and the accepting jump.
-const PER_PORT: usize = 12;
-/// Above this many ports a linear program costs the kernel more per socket
-/// than building the messages it saves (and `no` jumps are 16-bit).
-pub const MAX_PORTS: usize = 64;
+/// Bytes per range: `>= low` and its port, `<= high` and its port, the
+/// accepting jump.
+pub const PER_RANGE: usize = 20;
+/// Most ranges in one program: jumps are 16-bit and the program rides in a
+/// netlink attribute whose length is 16-bit too. Past this, no filter.
+pub const MAX_RANGES: usize = 3000;
 
 fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
     out.push(code);
@@ -32,32 +41,97 @@ fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
     out.extend_from_slice(&no.to_ne_bytes());
 }
 
-/// Writes into `out` a program matching sockets whose local port is in
-/// `local` or whose remote port is in `remote`. Returns false (and leaves
-/// `out` empty) when there are no ports, or too many to be worth it.
+/// Sorts `ports` and returns the ranges of consecutive ports they make, as
+/// an iterator of `(low, high)`.
+fn ranges(ports: &mut [u16]) -> impl Iterator<Item = (u16, u16)> + Clone + '_ {
+    ports.sort_unstable();
+    let mut rest: &[u16] = ports;
+    std::iter::from_fn(move || {
+        let (&low, _) = rest.split_first()?;
+        let mut high = low;
+        let mut taken = 0;
+        for &p in rest.iter() {
+            if p > high.saturating_add(1) {
+                break;
+            }
+            high = high.max(p);
+            taken += 1;
+        }
+        rest = &rest[taken..];
+        Some((low, high))
+    })
+}
+
+/// Writes the search tree over `ranges[..]` (sorted, disjoint) at the end of
+/// `out`, which the caller has sized: the node for the middle range first,
+/// then the tree of the ranges above it, then the tree of those below. A
+/// port outside every range jumps to `fail`; inside one, to `accept` (both
+/// offsets from the program's start).
+fn tree(out: &mut Vec<u8>, ranges: &[(u16, u16)], codes: (u8, u8), fail: usize, accept: usize) {
+    if ranges.is_empty() {
+        return;
+    }
+    let mid = ranges.len() / 2;
+    let (low, high) = ranges[mid];
+    let at = out.len();
+    let above = at + PER_RANGE;
+    let above_len = (ranges.len() - mid - 1) * PER_RANGE;
+    let below = above + above_len;
+    let below_target = if mid == 0 { fail } else { below };
+    let above_target = if above_len == 0 { fail } else { above };
+    // Offsets fit 16 bits: the whole program is at most
+    // MAX_RANGES * PER_RANGE + 4 bytes.
+    op(out, codes.0, 8, (below_target - at) as u16);
+    op(out, 0, 0, low);
+    op(out, codes.1, 8, (above_target - (at + 8)) as u16);
+    op(out, 0, 0, high);
+    op(out, JMP, 4, (accept - (at + 16)) as u16);
+    tree(out, &ranges[mid + 1..], codes, fail, accept);
+    tree(out, &ranges[..mid], codes, fail, accept);
+}
+
+/// Scratch for [`build`], kept across reads so building allocates nothing
+/// once it has grown.
+#[derive(Debug, Default)]
+pub struct Builder {
+    local: Vec<(u16, u16)>,
+    remote: Vec<(u16, u16)>,
+}
+
+impl Builder {
+    /// Writes into `out` a program matching sockets whose local port is in
+    /// `local` or whose remote port is in `remote` (both sorted here, in
+    /// place). Returns false (and leaves `out` empty) when there are no
+    /// ports, or more than [`MAX_RANGES`] ranges of them.
+    pub fn build(&mut self, out: &mut Vec<u8>, local: &mut [u16], remote: &mut [u16]) -> bool {
+        out.clear();
+        self.local.clear();
+        self.local.extend(ranges(local));
+        self.remote.clear();
+        self.remote.extend(ranges(remote));
+        let n = self.local.len() + self.remote.len();
+        if n == 0 || n > MAX_RANGES {
+            return false;
+        }
+        let accept = n * PER_RANGE;
+        // Past the end by 4: the kernel's "no match".
+        let reject = accept + 4;
+        let remote_start = self.local.len() * PER_RANGE;
+        let local_fail = if self.remote.is_empty() {
+            reject
+        } else {
+            remote_start
+        };
+        tree(out, &self.local, (S_GE, S_LE), local_fail, accept);
+        tree(out, &self.remote, (D_GE, D_LE), reject, accept);
+        true
+    }
+}
+
+/// [`Builder::build`] with scratch of its own, for callers that build once.
 pub fn build(out: &mut Vec<u8>, local: &[u16], remote: &[u16]) -> bool {
-    out.clear();
-    let n = local.len() + remote.len();
-    if n == 0 || n > MAX_PORTS {
-        return false;
-    }
-    let total = n * PER_PORT + 4;
-    let tests = local
-        .iter()
-        .map(|&p| (S_EQ, p))
-        .chain(remote.iter().map(|&p| (D_EQ, p)));
-    for (i, (code, port)) in tests.enumerate() {
-        // Equal: step to the accepting jump; not equal: skip it.
-        op(out, code, 8, PER_PORT as u16);
-        op(out, 0, 0, port);
-        // Accept: land exactly on the end of the program. Bounded by
-        // MAX_PORTS, so it fits 16 bits.
-        let here = i * PER_PORT + 8;
-        op(out, JMP, 4, (total - here) as u16);
-    }
-    // No port matched: jump past the end, which rejects the socket.
-    op(out, JMP, 4, 8);
-    true
+    let (mut local, mut remote) = (local.to_vec(), remote.to_vec());
+    Builder::default().build(out, &mut local, &mut remote)
 }
 
 #[cfg(test)]
@@ -88,7 +162,7 @@ mod tests {
             }
             let o = op_at(bc, at);
             let min_len = match o.code {
-                S_EQ | D_EQ => 8,
+                S_GE | S_LE | D_GE | D_LE => 8,
                 JMP => 4,
                 c => return Err(format!("unknown op {c} at {at}")),
             };
@@ -138,23 +212,60 @@ mod tests {
         }
     }
 
-    /// The kernel's interpreter, restated, for the ops we emit.
-    fn matches(bc: &[u8], sport: u16, dport: u16) -> bool {
+    /// The kernel's interpreter, restated, for the ops we emit; also counts
+    /// the ops it ran.
+    fn run(bc: &[u8], sport: u16, dport: u16) -> (bool, usize) {
         let mut len = bc.len() as isize;
         let mut at = 0usize;
+        let mut ops = 0;
         while len > 0 {
             let o = op_at(bc, at);
+            let port = || op_at(bc, at + 4).no as u16;
             let yes = match o.code {
                 JMP => false,
-                S_EQ => sport == op_at(bc, at + 4).no as u16,
-                D_EQ => dport == op_at(bc, at + 4).no as u16,
+                S_GE => sport >= port(),
+                S_LE => sport <= port(),
+                D_GE => dport >= port(),
+                D_LE => dport <= port(),
                 _ => unreachable!(),
             };
             let step = if yes { o.yes } else { o.no };
             len -= step as isize;
             at += step;
+            ops += 1;
         }
-        len == 0
+        (len == 0, ops)
+    }
+
+    fn matches(bc: &[u8], sport: u16, dport: u16) -> bool {
+        run(bc, sport, dport).0
+    }
+
+    /// Checks `bc` against the port lists for every port that could tell a
+    /// difference: each listed port, its neighbours, and the extremes.
+    fn check(bc: &[u8], local: &[u16], remote: &[u16]) {
+        audit(bc).unwrap_or_else(|e| panic!("{local:?} {remote:?}: {e}"));
+        let mut probes: Vec<u16> = vec![0, 1, 65534, 65535];
+        for &p in local.iter().chain(remote) {
+            probes.extend([p.saturating_sub(1), p, p.saturating_add(1)]);
+        }
+        // Each probe in each direction, against a few of the other's.
+        let few: Vec<u16> = probes
+            .iter()
+            .copied()
+            .step_by(probes.len() / 8 + 1)
+            .collect();
+        let pairs = probes
+            .iter()
+            .flat_map(|&p| few.iter().flat_map(move |&q| [(p, q), (q, p)]));
+        for (sport, dport) in pairs {
+            let want = local.contains(&sport) || remote.contains(&dport);
+            assert_eq!(
+                matches(bc, sport, dport),
+                want,
+                "{local:?} {remote:?} {sport} {dport}"
+            );
+        }
     }
 
     #[test]
@@ -162,48 +273,75 @@ mod tests {
         let mut bc = vec![1, 2, 3];
         assert!(!build(&mut bc, &[], &[]));
         assert!(bc.is_empty());
-        let many: Vec<u16> = (1..=(MAX_PORTS as u16 + 1)).collect();
+        // Every other port: as many ranges as ports.
+        let many: Vec<u16> = (0..=MAX_RANGES as u16).map(|i| 2 * i + 1).collect();
         assert!(!build(&mut bc, &many, &[]));
-        assert!(build(&mut bc, &many[..MAX_PORTS], &[]));
+        assert!(bc.is_empty());
+        assert!(build(&mut bc, &many[..MAX_RANGES], &[]));
+        assert_eq!(bc.len(), MAX_RANGES * PER_RANGE);
+        check(&bc, &many[..MAX_RANGES], &[]);
+    }
+
+    #[test]
+    fn consecutive_ports_make_one_range_in_any_order_with_duplicates() {
+        let mut ports = [20003, 80, 20001, 20000, 20002, 80, 443, 20001];
+        let got: Vec<_> = ranges(&mut ports).collect();
+        assert_eq!(got, vec![(80, 80), (443, 443), (20000, 20003)]);
+        let mut edge = [65535, 65534, 1];
+        assert_eq!(
+            ranges(&mut edge).collect::<Vec<_>>(),
+            vec![(1, 1), (65534, 65535)]
+        );
     }
 
     #[test]
     fn programs_pass_the_audit_and_match_exactly_the_ports() {
-        let cases: [(&[u16], &[u16]); 5] = [
+        let thousand: Vec<u16> = (20000..21000).chain([80, 443, 5432, 6379]).collect();
+        let scattered: Vec<u16> = (1..=300).map(|i| i * 200).collect();
+        let cases: [(&[u16], &[u16]); 9] = [
             (&[22], &[]),
             (&[], &[5432]),
             (&[22, 80, 443], &[5432, 6379]),
             (&[80], &[80]),
             (&[1, 65535], &[65535]),
+            (&[8080, 8081, 8082, 22], &[1, 2, 3]),
+            (&thousand, &[]),
+            (&scattered, &[6379]),
+            (&[], &scattered),
         ];
         let mut bc = Vec::new();
         for (local, remote) in cases {
             assert!(build(&mut bc, local, remote));
-            assert_eq!(bc.len(), (local.len() + remote.len()) * PER_PORT + 4);
-            audit(&bc).unwrap_or_else(|e| panic!("{local:?} {remote:?}: {e}"));
-            for sport in [0u16, 1, 22, 80, 443, 5432, 6379, 40000, 65535] {
-                for dport in [0u16, 1, 22, 80, 5432, 6379, 65535] {
-                    let want = local.contains(&sport) || remote.contains(&dport);
-                    assert_eq!(
-                        matches(&bc, sport, dport),
-                        want,
-                        "{local:?} {remote:?} {sport} {dport}"
-                    );
-                }
-            }
+            check(&bc, local, remote);
         }
     }
 
     #[test]
-    fn the_largest_program_passes_the_audit() {
-        let local: Vec<u16> = (1000..1000 + MAX_PORTS as u16 / 2).collect();
-        let remote: Vec<u16> = (2000..2000 + MAX_PORTS as u16 / 2).collect();
+    fn a_socket_is_decided_in_about_log2_ranges_ops() {
+        let scattered: Vec<u16> = (1..=1000).map(|i| i * 60).collect();
         let mut bc = Vec::new();
-        assert!(build(&mut bc, &local, &remote));
-        audit(&bc).unwrap();
-        assert!(matches(&bc, 1000 + MAX_PORTS as u16 / 2 - 1, 0));
-        assert!(matches(&bc, 0, 2000));
-        assert!(!matches(&bc, 999, 1999));
+        assert!(build(&mut bc, &scattered, &[]));
+        assert_eq!(bc.len(), 1000 * PER_RANGE);
+        // A tree of 1,000 nodes is 10 deep; each node runs at most 3 ops.
+        let worst = (0..=u16::MAX).map(|p| run(&bc, p, 0).1).max().unwrap_or(0);
+        assert!(worst <= 3 * 10, "{worst} ops");
+        // 1,000 consecutive listening ports are one range: 3 ops at most.
+        let block: Vec<u16> = (20000..21000).collect();
+        assert!(build(&mut bc, &block, &[]));
+        assert_eq!(bc.len(), PER_RANGE);
+    }
+
+    #[test]
+    fn the_builder_reuses_its_scratch_and_sorts_in_place() {
+        let mut b = Builder::default();
+        let mut bc = Vec::new();
+        let (mut local, mut remote) = (vec![443, 80, 81], vec![6379]);
+        assert!(b.build(&mut bc, &mut local, &mut remote));
+        assert_eq!(local, vec![80, 81, 443]);
+        check(&bc, &local, &remote);
+        let (mut none_l, mut none_r): (Vec<u16>, Vec<u16>) = (vec![], vec![]);
+        assert!(!b.build(&mut bc, &mut none_l, &mut none_r));
+        assert!(bc.is_empty());
     }
 
     #[test]
@@ -211,7 +349,7 @@ mod tests {
         let mut bc = Vec::new();
         build(&mut bc, &[22, 80], &[]);
         let mut bad = bc.clone();
-        bad[2] = 6; // S_EQ's `no` lands inside the port op
+        bad[2] = 4; // S_GE's `no` lands inside its own port op
         assert!(audit(&bad).is_err());
         let mut short = bc.clone();
         short.truncate(bc.len() - 2);

@@ -81,6 +81,7 @@ pub struct Gatherer {
     local_ports: Vec<u16>,
     remote_ports: Vec<u16>,
     program: Vec<u8>,
+    filter: filter::Builder,
 }
 
 impl Gatherer {
@@ -111,6 +112,7 @@ impl Gatherer {
             local_ports: Vec::new(),
             remote_ports: Vec::new(),
             program: Vec::new(),
+            filter: filter::Builder::default(),
         }
     }
 
@@ -250,8 +252,11 @@ impl Gatherer {
             }
             let program: &[u8] = if self.filtering
                 && some_ports
-                && filter::build(&mut self.program, &self.local_ports, &self.remote_ports)
-            {
+                && self.filter.build(
+                    &mut self.program,
+                    &mut self.local_ports,
+                    &mut self.remote_ports,
+                ) {
                 &self.program
             } else {
                 &[]

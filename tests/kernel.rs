@@ -42,10 +42,18 @@ fn filtered_dump_gives_only_the_chosen_ports() {
     let ns = Netns::new("k-filter");
     let pop = mixed_population(&ns);
     let mut program = Vec::new();
+    // Ranges and search trees: 1,000 consecutive ports around 8080, and
+    // 500 scattered ports that include 22 and 80 (the ephemeral client ports
+    // fall between them).
+    let block: Vec<u16> = (7600..8600).collect();
+    let scattered: Vec<u16> = (0..500u16).map(|i| 22 + i * 58).chain([80]).collect();
     for (local, remote) in [
         (&[22u16][..], &[][..]),
         (&[8080, 25], &[80]),
         (&[], &[22, 8080]),
+        (&block[..], &[22]),
+        (&scattered[..], &[]),
+        (&[25], &scattered[..]),
     ] {
         assert!(filter::build(&mut program, local, remote));
         let mut want: Vec<Sock> = pop

@@ -102,14 +102,20 @@ while :; do
   lines=$(grep -c "tcpconns plugin" "$work/collectd.log" || true)
   grep -h "tcpconns plugin" "$work/collectd.log" | tail -n +$((logged + 1)) | sed 's/^/log: /'
   logged=$lines
-  printf '\n--- read %d at %s: series, state, connections (zeros not shown) ---\n' \
+  printf '\n--- read %d at %s (states with 0 connections not shown) ---\n' \
     "$reads" "$(date -d "@${newest%.*}" +%T)"
+  # The plugin instance is <port>-local, <port>-remote or all.
   for f in "$work"/csv/demo/tcpconns-*/tcp_connections-*; do
     series=${f%/*}; series=${series##*/tcpconns-}
+    case $series in
+      all) port=all direction=both ;;
+      *) port=${series%-*} direction=${series##*-} ;;
+    esac
     state=${f##*/tcp_connections-}; state=${state%-????-??-??}
     value=$(tail -n 1 "$f" | cut -d, -f2)
-    printf '%s %s %.0f\n' "$series" "$state" "$value"
-  done | awk '$3 != 0' | sort -k1,1V -k2,2 | column -t
+    printf '%s %s %s %.0f\n' "$port" "$direction" "$state" "$value"
+  done | awk '$4 != 0' | sort -k1,1V -k2,2 -k3,3 |
+    { echo "PORT DIRECTION STATE COUNT"; cat; } | column -t
   if [ -n "${DEMO_READS:-}" ] && [ "$reads" -ge "$DEMO_READS" ]; then
     break
   fi

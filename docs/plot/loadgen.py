@@ -9,7 +9,7 @@ A small service with its clients, over about five minutes:
          request per second (each leaves a TIME_WAIT socket for 60 s)
   20 s   web ramp-up: keep-alive clients grow to 40, 3 short requests/s
   80 s   backend outage: the app tries 1 new connection per second to an
-         unreachable Elasticsearch at 10.99.0.2:9200; each hangs in
+         unreachable Elasticsearch at 127.0.0.1:9200 (record.sh drops its packets); each hangs in
          SYN_SENT until the kernel gives up (tcp_syn_retries=3: 15 s)
   140 s  app bug: the web server stops closing the short requests it has
          answered: CLOSE_WAIT piles up on the server, the clients' closed
@@ -132,7 +132,7 @@ with open(phase_file, "a") as pf:
         if 80 <= t < 140 and tick % 3 == 0:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
-            err = s.connect_ex(("10.99.0.2", 9200))
+            err = s.connect_ex(("127.0.0.1", 9200))
             if err not in (errno.EINPROGRESS, 0):
                 print(f"backend connect: {errno.errorcode.get(err, err)}", file=sys.stderr)
             pending.append(s)

@@ -24,12 +24,20 @@ trap cleanup EXIT
 ip netns del "$ns" 2>/dev/null || true
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-# An "Elasticsearch" at 10.99.0.2 that never answers: SYNs go to a fixed
-# neighbour on a veth whose peer stays down, and vanish.
-ip -n "$ns" link add es0 type veth peer name es1
-ip -n "$ns" addr add 10.99.0.1/24 dev es0
-ip -n "$ns" link set es0 up
-ip -n "$ns" neigh add 10.99.0.2 lladdr 02:00:00:00:00:02 dev es0 nud permanent
+# An "Elasticsearch" on 127.0.0.1:9200 that never answers: inside the
+# namespace nftables drops every packet to that port, so connects hang in
+# SYN_SENT. Nothing leaves the namespace's loopback.
+command -v nft >/dev/null 2>&1 || {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null
+}
+ip netns exec "$ns" nft -f - <<'NFT'
+table inet plot {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp dport 9200 drop
+  }
+}
+NFT
 ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_syn_retries=3
 ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="40000 60999"
 

@@ -9,24 +9,11 @@ cd "$(dirname "$0")/.."
 ci/setup.sh
 cargo build --release --lib --quiet
 
+. ci/lib.sh
 ns=tcpconns-demo
-work=$(mktemp -d /tmp/tcpconns-demo.XXXXXX)
-mkdir -p "$work/plugins"
-cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-  echo "demo stopped"
-}
-trap cleanup INT TERM EXIT
-
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
-ip netns exec "$ns" ip link set lo up
+scratch demo
+trap 'cleanup; echo "demo stopped"' INT TERM EXIT
+fresh_netns "$ns"
 
 # The population: an "ssh" listener with 2 sessions, a dual-stack web server
 # on 8080 whose client count rises and falls (closed ones leave TIME_WAIT),

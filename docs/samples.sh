@@ -6,25 +6,12 @@
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
+. ci/lib.sh
 ns=tcpconns-samples
 ns2=tcpconns-samples-web
-work=$(mktemp -d /tmp/tcpconns-samples.XXXXXX)
-mkdir -p "$work/plugins"
-cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  ip netns del "$ns2" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for n in "$ns" "$ns2"; do
-  ip netns del "$n" 2>/dev/null || true
-  ip netns add "$n"
-  ip -n "$n" link set lo up
-done
+scratch samples
+fresh_netns "$ns"
+fresh_netns "$ns2"
 
 # The population: sshd on 22 with 2 sessions, a dual-stack web server on 8080
 # with 3 IPv4 and 1 IPv6 keep-alive clients and 1 finished request (TIME_WAIT),

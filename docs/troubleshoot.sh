@@ -7,25 +7,17 @@ set -uo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
+. ci/lib.sh
 ns=tcpconns-trouble
-work=$(mktemp -d /tmp/tcpconns-trouble.XXXXXX)
-chmod 755 "$work"
-mkdir -p "$work/plugins"
-install -m 644 target/release/libtcpconns.so "$work/plugins/tcpconns.so"
-cleanup() {
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+scratch trouble
+fresh_netns "$ns"
 ip netns exec "$ns" python3 -c '
 import socket, time
 l = socket.socket(); l.bind(("127.0.0.1", 22)); l.listen()
 c = socket.create_connection(("127.0.0.1", 22)); a, _ = l.accept()
 time.sleep(120)' &
 popid=$!
+pids+=("$popid")
 sleep 0.5
 
 # case_ TITLE SECONDS [PREFIX_COMMAND...] < config: runs collectd for SECONDS

@@ -7,21 +7,10 @@
 # Run as root after `cargo build --release --lib`; takes about 25 s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. ci/lib.sh
 ns=tcpconns-logstash
-work=$(mktemp -d /tmp/tcpconns-logstash.XXXXXX)
-mkdir -p "$work/plugins"
-cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+scratch logstash
+fresh_netns "$ns"
 # sshd on 22 with 2 sessions, a web server on 8080 with 3 clients.
 ip netns exec "$ns" python3 -c '
 import socket, time

@@ -8,22 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${RECORD_SECONDS:-300}
+. ci/lib.sh
 ns=tcpconns-plot
-work=$(mktemp -d /tmp/tcpconns-plot.XXXXXX)
-mkdir -p "$work/plugins"
-cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+scratch plot
+fresh_netns "$ns"
 # An "Elasticsearch" on 127.0.0.1:9200 that never answers: inside the
 # namespace nftables drops every packet to that port, so connects hang in
 # SYN_SENT. Nothing leaves the namespace's loopback.

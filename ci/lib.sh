@@ -1,0 +1,37 @@
+# Shared by ci/demo.sh and the scripts under docs/ that run collectd on a
+# population of their own: a scratch directory holding our tcpconns.so in
+# plugins/, network namespaces made fresh, and one cleanup on exit that stops
+# what was started (PIDs in `pids`) and removes both. Source it from the
+# repository root after `cargo build --release --lib`.
+
+pids=()
+namespaces=()
+work=""
+
+# scratch TAG: $work becomes a new /tmp/tcpconns-TAG.XXXXXX with
+# plugins/tcpconns.so (a copy: a rebuild during the run cannot change it).
+scratch() {
+  work=$(mktemp -d "/tmp/tcpconns-$1.XXXXXX")
+  chmod 755 "$work"
+  mkdir -p "$work/plugins"
+  install -m 644 target/release/libtcpconns.so "$work/plugins/tcpconns.so"
+}
+
+# fresh_netns NAME: the network namespace NAME, made anew (one left by an
+# earlier run goes first), loopback up; removed by cleanup.
+fresh_netns() {
+  ip netns del "$1" 2>/dev/null || true
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  namespaces+=("$1")
+}
+
+cleanup() {
+  trap - INT TERM EXIT
+  local p n
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  if [ -n "$work" ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""One measurement round for ci/bench.sh, run inside the benchmark namespace:
+
+  measure.py RUNSTAT CONFDIR REP CASE N CONFIG... >> raw.tsv
+
+For each CONFIG, runs `collectd -T -C CONFDIR/CONFIG-VARIANT.conf` (init, one
+read of every plugin, exit) once per variant: c (Debian's C tcpconns.so),
+ours, none (no tcpconns: the baseline). The variant order is rotated with REP
+so that no variant always runs first or last (drift, cache warmth).
+
+Prints one TSV line per run: case n config variant rep cpu_ms user_ms sys_ms
+maxrss_kib wall_ms. CPU and peak RSS are collectd's own rusage, from wait4()
+in RUNSTAT (runstat.c, which says why not from here): user + system time of
+collectd and all its threads to the microsecond. The user/system split is
+sampled at the timer tick; only their sum is exact.
+
+A run fails the round (exit 1) if collectd fails or if its log does not show
+that the plugin read through netlink, so a silent procfs fallback can never
+pass for a netlink number.
+"""
+import os
+import subprocess
+import sys
+import time
+
+COLLECTD = "/usr/sbin/collectd"
+VARIANTS = ["c", "ours", "none"]
+# What each plugin logs at INFO when its first read went through netlink.
+NETLINK_LOG = {
+    "c": "tcpconns plugin: Reading from netlink succeeded",
+    "ours": "tcpconns plugin: reading sockets from netlink",
+}
+
+
+def run(runstat, confdir, config, variant):
+    base = os.path.join(confdir, "%s-%s" % (config, variant))
+    log = base + ".log"
+    if os.path.exists(log):
+        os.unlink(log)  # the log must show this run only
+    statfile = base + ".rusage"
+    with open(base + ".out", "w") as out:
+        t0 = time.monotonic()
+        proc = subprocess.run([runstat, statfile, COLLECTD, "-T", "-C", base + ".conf"],
+                              stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+        wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.exit("%s: collectd exited %d; see %s.out and %s"
+                 % (base, proc.returncode, base, log))
+    if variant in NETLINK_LOG:
+        with open(log) as f:
+            text = f.read()
+        if NETLINK_LOG[variant] not in text:
+            sys.exit("%s: no %r in %s: the plugin did not read via netlink\n%s"
+                     % (base, NETLINK_LOG[variant], log, text))
+    with open(statfile) as f:
+        _, user_us, system_us, maxrss = map(int, f.read().split())
+    return user_us / 1e6, system_us / 1e6, maxrss, wall
+
+
+def main(argv):
+    runstat, confdir, rep, case, n = argv[1], argv[2], int(argv[3]), argv[4], argv[5]
+    configs = argv[6:]
+    k = rep % len(VARIANTS)
+    order = VARIANTS[k:] + VARIANTS[:k]
+    for config in configs:
+        for variant in order:
+            user, system, maxrss, wall = run(runstat, confdir, config, variant)
+            print("\t".join([case, n, config, variant, str(rep),
+                             "%.3f" % ((user + system) * 1e3),
+                             "%.3f" % (user * 1e3), "%.3f" % (system * 1e3),
+                             str(maxrss), "%.3f" % (wall * 1e3)]), flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv)
+    except KeyboardInterrupt:  # Ctrl-C: bench.sh cleans up, no traceback
+        sys.exit(130)

@@ -45,26 +45,7 @@ ip netns exec "$ns" python3 "$work/population.py" "$work/ready" &
 pids+=($!)
 for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.1; done
 
-cat > "$work/collectd.conf" <<CONF
-Hostname "demo"
-FQDNLookup false
-Interval 2
-BaseDir "$work"
-PIDFile "$work/collectd.pid"
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel "info"
-  File "$work/collectd.log"
-</Plugin>
-LoadPlugin csv
-<Plugin csv>
-  DataDir "$work/csv"
-  StoreRates false
-</Plugin>
-# Ours from its own directory; everything else from Debian's.
-PluginDir "$work/plugins"
-LoadPlugin tcpconns
-PluginDir "/usr/lib/collectd"
+{ collectd_conf demo 2; cat <<CONF; } > "$work/collectd.conf"
 <Plugin tcpconns>
   ListeningPorts true
   AllPortsSummary true

@@ -35,3 +35,33 @@ cleanup() {
   if [ -n "$work" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
+
+# collectd_conf HOSTNAME INTERVAL: the part of a collectd.conf that every
+# run here shares, on stdout: state, PID file, log (info) and csv under
+# $work, one write thread, and our tcpconns.so loaded from $work/plugins
+# (PluginDir switched back for anything loaded after it). The caller adds
+# the <Plugin tcpconns> block.
+collectd_conf() {
+  cat <<CONF
+Hostname "$1"
+FQDNLookup false
+Interval $2
+WriteThreads 1
+BaseDir "$work"
+PIDFile "$work/collectd.pid"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel "info"
+  File "$work/collectd.log"
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$work/csv"
+  StoreRates false
+</Plugin>
+# Ours from its own directory; everything else from Debian's.
+PluginDir "$work/plugins"
+LoadPlugin tcpconns
+PluginDir "/usr/lib/collectd"
+CONF
+}

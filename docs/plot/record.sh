@@ -29,26 +29,7 @@ NFT
 ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_syn_retries=3
 ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="40000 60999"
 
-cat > "$work/collectd.conf" <<CONF
-Hostname "plot"
-FQDNLookup false
-Interval 2
-WriteThreads 1
-BaseDir "$work"
-PIDFile "$work/collectd.pid"
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel "info"
-  File "$work/collectd.log"
-</Plugin>
-LoadPlugin csv
-<Plugin csv>
-  DataDir "$work/csv"
-  StoreRates false
-</Plugin>
-PluginDir "$work/plugins"
-LoadPlugin tcpconns
-PluginDir "/usr/lib/collectd"
+{ collectd_conf plot 2; cat <<CONF; } > "$work/collectd.conf"
 <Plugin tcpconns>
   ListeningPorts true
   AllPortsSummary true

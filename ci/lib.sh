@@ -36,27 +36,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# collectd_conf HOSTNAME INTERVAL: the part of a collectd.conf that every
-# run here shares, on stdout: state, PID file, log (info) and csv under
-# $work, one write thread, and our tcpconns.so loaded from $work/plugins
-# (PluginDir switched back for anything loaded after it). The caller adds
-# the <Plugin tcpconns> block.
+# collectd_conf HOSTNAME INTERVAL [DIR]: the part of a collectd.conf that
+# every run here shares, on stdout: state, PID file, log (info) and csv
+# under DIR (default $work), one write thread, and our tcpconns.so loaded
+# from $work/plugins (PluginDir switched back for anything loaded after it).
+# The caller adds the <Plugin tcpconns> block.
 collectd_conf() {
+  local dir=${3:-$work}
   cat <<CONF
 Hostname "$1"
 FQDNLookup false
 Interval $2
 WriteThreads 1
-BaseDir "$work"
-PIDFile "$work/collectd.pid"
+BaseDir "$dir"
+PIDFile "$dir/collectd.pid"
 LoadPlugin logfile
 <Plugin logfile>
   LogLevel "info"
-  File "$work/collectd.log"
+  File "$dir/collectd.log"
 </Plugin>
 LoadPlugin csv
 <Plugin csv>
-  DataDir "$work/csv"
+  DataDir "$dir/csv"
   StoreRates false
 </Plugin>
 # Ours from its own directory; everything else from Debian's.

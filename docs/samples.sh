@@ -58,28 +58,7 @@ ip netns exec "$ns" ss -tan | sed 's/^/  /'
 run() {
   local title=$1 block=$2 dir
   dir=$(mktemp -d "$work/run.XXXXXX")
-  cat > "$dir/collectd.conf" <<CONF
-Hostname "sample"
-FQDNLookup false
-Interval 3600
-WriteThreads 1
-BaseDir "$dir"
-PIDFile "$dir/collectd.pid"
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel "info"
-  File "$dir/collectd.log"
-</Plugin>
-LoadPlugin csv
-<Plugin csv>
-  DataDir "$dir/csv"
-  StoreRates false
-</Plugin>
-PluginDir "$work/plugins"
-LoadPlugin tcpconns
-PluginDir "/usr/lib/collectd"
-$block
-CONF
+  { collectd_conf sample 3600 "$dir"; echo "$block"; } > "$dir/collectd.conf"
   ip netns exec "$ns" /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/stdout" 2>&1 &
   local pid=$! last="" now quiet=0
   for _ in $(seq 150); do

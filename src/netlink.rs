@@ -138,12 +138,14 @@ fn kernel_status(what: &str, status: i32) -> Result<(), NetlinkError> {
 }
 
 /// Parses one received datagram of a dump with sequence number `seq`,
-/// feeding `(local_port, remote_port, state)` of every socket to `sink`.
-/// Messages with another sequence number (left from an earlier dump) are
-/// skipped. Reads only the state and the two ports of each socket.
+/// feeding every socket to `sink`. Messages with another sequence number
+/// (left from an earlier dump) are skipped. Reads the state, the two ports
+/// and the queue fields of each socket, and its addresses only with
+/// `addresses` (only networks need them; otherwise they stay zero).
 pub fn parse_datagram(
     datagram: &[u8],
     seq: u32,
+    addresses: bool,
     sink: &mut impl FnMut(&Socket),
 ) -> Result<Progress, NetlinkError> {
     let mut progress = Progress::default();
@@ -190,6 +192,9 @@ pub fn parse_datagram(
                 // ports: 16 bytes each, IPv4 in the first 4.
                 let addr = |at: usize| -> [u8; 16] {
                     let mut a = [0u8; 16];
+                    if !addresses {
+                        return a;
+                    }
                     a.copy_from_slice(&payload[at..at + 16]);
                     if payload[0] == AF_INET {
                         mapped([a[0], a[1], a[2], a[3]])
@@ -249,6 +254,8 @@ pub struct Netlink {
     /// Another network namespace to read, and the identity of the one the
     /// open socket lives in.
     namespace: Option<(PathBuf, Option<Identity>)>,
+    /// Read the sockets' addresses too (only networks need them).
+    pub addresses: bool,
 }
 
 impl Default for Netlink {
@@ -259,6 +266,7 @@ impl Default for Netlink {
             req: Vec::with_capacity(REQUEST_LEN),
             seq: 0,
             namespace: None,
+            addresses: false,
         }
     }
 }
@@ -352,6 +360,7 @@ impl Netlink {
             buf,
             req,
             seq,
+            addresses,
             ..
         } = self;
         let Some(socket) = socket.as_ref() else {
@@ -382,7 +391,7 @@ impl Netlink {
             if len == 0 {
                 return Err(NetlinkError::Malformed("empty datagram".into()));
             }
-            let step = parse_datagram(&buf[..len], *seq, sink)?;
+            let step = parse_datagram(&buf[..len], *seq, *addresses, sink)?;
             progress.interrupted |= step.interrupted;
             if step.done {
                 progress.done = true;
@@ -464,7 +473,7 @@ mod tests {
         let mut last = Progress::default();
         for d in datagrams(file) {
             assert!(!last.done, "data after NLMSG_DONE");
-            last = parse_datagram(d, seq, &mut |s: &Socket| {
+            last = parse_datagram(d, seq, false, &mut |s: &Socket| {
                 got.push((s.local, s.remote, s.state))
             })
             .unwrap();
@@ -500,7 +509,7 @@ mod tests {
 
     fn collect(d: &[u8], seq: u32) -> Result<(Triples, Progress), NetlinkError> {
         let mut got = Vec::new();
-        let p = parse_datagram(d, seq, &mut |s: &Socket| {
+        let p = parse_datagram(d, seq, false, &mut |s: &Socket| {
             got.push((s.local, s.remote, s.state))
         })?;
         Ok((got, p))
@@ -572,6 +581,27 @@ mod tests {
                             theirs.state
                         )]
                     );
+                    // Addresses only when asked, in IPv6 form.
+                    let six = |ip: std::net::IpAddr| match ip {
+                        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                        std::net::IpAddr::V6(v6) => v6.octets(),
+                    };
+                    for addresses in [true, false] {
+                        let mut seen = Vec::new();
+                        parse_datagram(&rest[..len], 7, addresses, &mut |s: &Socket| {
+                            seen.push((s.local_addr, s.remote_addr))
+                        })
+                        .unwrap();
+                        let want = if addresses {
+                            (
+                                six(theirs.socket_id.source_address),
+                                six(theirs.socket_id.destination_address),
+                            )
+                        } else {
+                            ([0; 16], [0; 16])
+                        };
+                        assert_eq!(seen, vec![want], "addresses {addresses}");
+                    }
                     checked += 1;
                 }
                 rest = &rest[len.next_multiple_of(4).min(rest.len())..];

@@ -231,6 +231,7 @@ impl Gatherer {
     }
 
     fn gather_netlink(&mut self, table: &mut PortTable) -> Result<(), NetlinkError> {
+        self.netlink.addresses = table.wants_addresses();
         let mut attempt = 0;
         loop {
             table.begin_read();

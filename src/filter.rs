@@ -43,7 +43,7 @@ fn op(out: &mut Vec<u8>, code: u8, yes: u8, no: u16) {
 
 /// Sorts `ports` and returns the ranges of consecutive ports they make, as
 /// an iterator of `(low, high)`.
-fn ranges(ports: &mut [u16]) -> impl Iterator<Item = (u16, u16)> + Clone + '_ {
+fn ranges(ports: &mut [u16]) -> impl Iterator<Item = (u16, u16)> + '_ {
     ports.sort_unstable();
     let mut rest: &[u16] = ports;
     std::iter::from_fn(move || {
@@ -62,8 +62,8 @@ fn ranges(ports: &mut [u16]) -> impl Iterator<Item = (u16, u16)> + Clone + '_ {
     })
 }
 
-/// Writes the search tree over `ranges[..]` (sorted, disjoint) at the end of
-/// `out`, which the caller has sized: the node for the middle range first,
+/// Appends to `out` the search tree over `ranges` (sorted, disjoint), one
+/// [`PER_RANGE`] node per range: the node for the middle range first,
 /// then the tree of the ranges above it, then the tree of those below. A
 /// port outside every range jumps to `fail`; inside one, to `accept` (both
 /// offsets from the program's start).
@@ -79,8 +79,8 @@ fn tree(out: &mut Vec<u8>, ranges: &[(u16, u16)], codes: (u8, u8), fail: usize, 
     let below = above + above_len;
     let below_target = if mid == 0 { fail } else { below };
     let above_target = if above_len == 0 { fail } else { above };
-    // Offsets fit 16 bits: the whole program is at most
-    // MAX_RANGES * PER_RANGE + 4 bytes.
+    // Offsets fit 16 bits: targets lie at most MAX_RANGES * PER_RANGE + 4
+    // bytes from the start.
     op(out, codes.0, 8, (below_target - at) as u16);
     op(out, 0, 0, low);
     op(out, codes.1, 8, (above_target - (at + 8)) as u16);
@@ -90,48 +90,73 @@ fn tree(out: &mut Vec<u8>, ranges: &[(u16, u16)], codes: (u8, u8), fail: usize, 
     tree(out, &ranges[..mid], codes, fail, accept);
 }
 
-/// Scratch for [`build`], kept across reads so building allocates nothing
-/// once it has grown.
+/// Builds port filters for a [`crate::source`] read after read: it owns the
+/// program and scratch, so building allocates nothing once they have grown,
+/// and it writes the program again only when the ranges change (configured
+/// ports never do, listening ports seldom).
 #[derive(Debug, Default)]
 pub struct Builder {
+    /// The program for `local` and `remote`; empty when they are.
+    program: Vec<u8>,
     local: Vec<(u16, u16)>,
     remote: Vec<(u16, u16)>,
+    next_local: Vec<(u16, u16)>,
+    next_remote: Vec<(u16, u16)>,
 }
 
 impl Builder {
-    /// Writes into `out` a program matching sockets whose local port is in
-    /// `local` or whose remote port is in `remote` (both sorted here, in
-    /// place). Returns false (and leaves `out` empty) when there are no
-    /// ports, or more than [`MAX_RANGES`] ranges of them.
-    pub fn build(&mut self, out: &mut Vec<u8>, local: &mut [u16], remote: &mut [u16]) -> bool {
-        out.clear();
-        self.local.clear();
-        self.local.extend(ranges(local));
-        self.remote.clear();
-        self.remote.extend(ranges(remote));
-        let n = self.local.len() + self.remote.len();
+    /// A program matching sockets whose local port is in `local` or whose
+    /// remote port is in `remote` (both sorted here, in place); `None` when
+    /// there are no ports, or more than [`MAX_RANGES`] ranges of them.
+    pub fn build(&mut self, local: &mut [u16], remote: &mut [u16]) -> Option<&[u8]> {
+        self.next_local.clear();
+        self.next_local.extend(ranges(local));
+        self.next_remote.clear();
+        self.next_remote.extend(ranges(remote));
+        let n = self.next_local.len() + self.next_remote.len();
         if n == 0 || n > MAX_RANGES {
-            return false;
+            self.program.clear();
+            self.local.clear();
+            self.remote.clear();
+            return None;
         }
+        if self.next_local != self.local || self.next_remote != self.remote {
+            std::mem::swap(&mut self.local, &mut self.next_local);
+            std::mem::swap(&mut self.remote, &mut self.next_remote);
+            self.write(n);
+        }
+        Some(&self.program)
+    }
+
+    /// Writes the program for `self.local` and `self.remote`, `n` ranges.
+    fn write(&mut self, n: usize) {
+        let out = &mut self.program;
+        out.clear();
         let accept = n * PER_RANGE;
         // Past the end by 4: the kernel's "no match".
         let reject = accept + 4;
-        let remote_start = self.local.len() * PER_RANGE;
         let local_fail = if self.remote.is_empty() {
             reject
         } else {
-            remote_start
+            // The remote tree starts after the local one.
+            self.local.len() * PER_RANGE
         };
         tree(out, &self.local, (S_GE, S_LE), local_fail, accept);
         tree(out, &self.remote, (D_GE, D_LE), reject, accept);
-        true
     }
 }
 
-/// [`Builder::build`] with scratch of its own, for callers that build once.
+/// [`Builder::build`] once, into `out`; returns whether there is a program.
 pub fn build(out: &mut Vec<u8>, local: &[u16], remote: &[u16]) -> bool {
     let (mut local, mut remote) = (local.to_vec(), remote.to_vec());
-    Builder::default().build(out, &mut local, &mut remote)
+    out.clear();
+    match Builder::default().build(&mut local, &mut remote) {
+        Some(program) => {
+            out.extend_from_slice(program);
+            true
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -334,14 +359,20 @@ mod tests {
     #[test]
     fn the_builder_reuses_its_scratch_and_sorts_in_place() {
         let mut b = Builder::default();
-        let mut bc = Vec::new();
         let (mut local, mut remote) = (vec![443, 80, 81], vec![6379]);
-        assert!(b.build(&mut bc, &mut local, &mut remote));
+        let bc = b.build(&mut local, &mut remote).unwrap().to_vec();
         assert_eq!(local, vec![80, 81, 443]);
         check(&bc, &local, &remote);
-        let (mut none_l, mut none_r): (Vec<u16>, Vec<u16>) = (vec![], vec![]);
-        assert!(!b.build(&mut bc, &mut none_l, &mut none_r));
-        assert!(bc.is_empty());
+        // The same ports in another order: the same program.
+        let (mut again, mut r) = (vec![81, 443, 80], vec![6379]);
+        assert_eq!(b.build(&mut again, &mut r).unwrap(), &bc[..]);
+        // Other ports: a new program; none: no program; then the first again.
+        let (mut other, mut none): (Vec<u16>, Vec<u16>) = (vec![22], vec![]);
+        let bc22 = b.build(&mut other, &mut none).unwrap().to_vec();
+        check(&bc22, &[22], &[]);
+        let (mut e1, mut e2): (Vec<u16>, Vec<u16>) = (vec![], vec![]);
+        assert!(b.build(&mut e1, &mut e2).is_none());
+        assert_eq!(b.build(&mut local, &mut remote).unwrap(), &bc[..]);
     }
 
     #[test]

@@ -80,7 +80,6 @@ pub struct Gatherer {
     filtering: bool,
     local_ports: Vec<u16>,
     remote_ports: Vec<u16>,
-    program: Vec<u8>,
     filter: filter::Builder,
 }
 
@@ -111,7 +110,6 @@ impl Gatherer {
             filtering: true,
             local_ports: Vec::new(),
             remote_ports: Vec::new(),
-            program: Vec::new(),
             filter: filter::Builder::default(),
         }
     }
@@ -251,14 +249,10 @@ impl Gatherer {
                 // Nothing to report (no listener, no port): no need to ask.
                 return Ok(());
             }
-            let program: &[u8] = if self.filtering
-                && some_ports
-                && self.filter.build(
-                    &mut self.program,
-                    &mut self.local_ports,
-                    &mut self.remote_ports,
-                ) {
-                &self.program
+            let program: &[u8] = if self.filtering && some_ports {
+                self.filter
+                    .build(&mut self.local_ports, &mut self.remote_ports)
+                    .unwrap_or(&[])
             } else {
                 &[]
             };

@@ -66,3 +66,9 @@ LoadPlugin tcpconns
 PluginDir "/usr/lib/collectd"
 CONF
 }
+
+# snippet_block FILE: the <Plugin tcpconns> block of a collectd.d/ snippet,
+# without its comment lines, so scripts run exactly what is shipped.
+snippet_block() {
+  sed -n '/^<Plugin tcpconns>/,/^<\/Plugin>/p' "$1" | grep -v '^[[:space:]]*#'
+}

@@ -92,16 +92,7 @@ run() {
 }
 
 run "No block at all (ListeningPorts is on by default)" ""
-run "The blog post's block (collectd.d/tcpconns.conf)" '<Plugin tcpconns>
-  ListeningPorts false
-  RemotePort "2251"
-  RemotePort "3513"
-  RemotePort "3504"
-  LocalPort "22"
-  LocalPort "25"
-  LocalPort "8080"
-  LocalPort "8181"
-</Plugin>'
+run "The blog post's block (collectd.d/tcpconns.conf)" "$(snippet_block collectd.d/tcpconns.conf)"
 run "LocalPort and RemotePort" '<Plugin tcpconns>
   LocalPort 8080
   RemotePort 5432

@@ -493,6 +493,17 @@ impl Scratch {
                 .args(extra),
         )
     }
+    /// Asserts every file of the scratch host is as in `before`.
+    fn assert_as(&self, before: &BTreeMap<PathBuf, Entry>, what: &str) {
+        let diff = snapshot_diff(before, &tree(self.root()));
+        assert!(diff.is_empty(), "{what}:\n{}", diff.join("\n"));
+    }
+    /// Uninstalls (with `extra`) and asserts it leaves the host as `before`.
+    fn uninstall_to(&self, before: &BTreeMap<PathBuf, Entry>, extra: &[&str]) {
+        let out = self.uninstall(extra);
+        assert!(out.status.success(), "{}", text(&out));
+        self.assert_as(before, "left behind");
+    }
 }
 
 /// collectd-core alone: no main config. The script creates a minimal one
@@ -546,10 +557,7 @@ fn script_without_main_config_creates_one() {
     let (csv, log) = run_installed(&ns, &s.config(), "inst-nomain-run");
     check_installed_run(&pop, &csv, &log);
 
-    let out = s.uninstall(&[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let diff = snapshot_diff(&before, &tree(s.root()));
-    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+    s.uninstall_to(&before, &[]);
 }
 
 /// A main config that does not include the snippet directory is left
@@ -569,10 +577,7 @@ fn script_leaves_a_main_config_without_include_alone() {
     );
     assert_eq!(fs::read_to_string(s.config()).unwrap(), "LoadPlugin cpu\n");
     assert!(s.confdir().join("tcpconns.conf").is_file());
-    let out = s.uninstall(&[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let diff = snapshot_diff(&before, &tree(s.root()));
-    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+    s.uninstall_to(&before, &[]);
 }
 
 /// A file in the way that the script did not create: it stops before
@@ -595,8 +600,7 @@ fn script_refuses_to_overwrite_a_file_it_did_not_create() {
         t.contains("exists and was not installed by this script"),
         "{t}"
     );
-    let diff = snapshot_diff(&before, &tree(s.root()));
-    assert!(diff.is_empty(), "changed:\n{}", diff.join("\n"));
+    s.assert_as(&before, "changed");
 }
 
 /// Installing again updates the plugin but keeps a snippet the user edited;
@@ -637,10 +641,7 @@ fn script_update_and_uninstall_keep_an_edited_snippet() {
     assert!(!s.confdir().join("network.conf").exists());
     assert!(!s.prefix().join("tcpconns.so").exists());
 
-    let out = s.uninstall(&["--force"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let diff = snapshot_diff(&before, &tree(s.root()));
-    assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+    s.uninstall_to(&before, &["--force"]);
 }
 
 /// The back-switch goes to the main config's own PluginDir when it sets

@@ -36,16 +36,7 @@ PIDFile "$work/collectd.pid"
 PluginDir "$work/plugins"
 LoadPlugin tcpconns
 PluginDir "/usr/lib/collectd"
-<Plugin tcpconns>
-  ListeningPorts false
-  RemotePort "2251"
-  RemotePort "3513"
-  RemotePort "3504"
-  LocalPort "22"
-  LocalPort "25"
-  LocalPort "8080"
-  LocalPort "8181"
-</Plugin>
+$(snippet_block collectd.d/tcpconns.conf)
 Include "$PWD/collectd.d/network.conf"
 CONF
 ip netns exec "$ns" /usr/sbin/collectd -f -C "$work/collectd.conf" >/dev/null 2>&1 &

@@ -12,54 +12,81 @@ source: the legacy mangling's hash and, in v0 mangling (the standard
 library), crate disambiguators, back-references and impl disambiguators.
 """
 import fnmatch
+import os
 import re
 import subprocess
 import sys
 
 
 def executed(path):
-    """Names of the functions callgrind saw run inside tcpconns.so."""
+    """Names of the functions callgrind saw run inside tcpconns.so.
+
+    Every function that ran has a `fn=` block of its own, under the `ob=` of
+    its object; `cob=`/`cfn=` lines (callees) only define names. Names and
+    objects are compressed: `(id) name` the first time, `(id)` after.
+    """
     objects, names, seen = {}, {}, set()
-    obj = callee_obj = None
+    obj = None
     with open(path) as f:
         for line in f:
-            m = re.match(r"^(c?ob)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-            if m:
-                kind, ident, name = m.groups()
-                if name:
-                    objects[ident] = name
-                if kind == "ob":
-                    obj, callee_obj = objects[ident], None
-                else:
-                    callee_obj = objects[ident]
+            m = re.match(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+            if not m:
                 continue
-            m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-            if m:
-                kind, ident, name = m.groups()
-                if name:
-                    names[ident] = name
-                where = obj if kind == "fn" else (callee_obj or obj)
-                if where and "tcpconns" in where:
-                    seen.add(re.sub(r"'\d+$", "", names[ident]))
-                if kind == "fn":
-                    callee_obj = None
+            kind, ident, name = m.groups()
+            table = objects if kind.endswith("ob") else names
+            if name:
+                table[ident] = name
+            if kind == "ob":
+                obj = objects[ident]
+            elif kind == "fn" and obj and os.path.basename(obj) == "tcpconns.so":
+                seen.add(key(re.sub(r"'\d+$", "", names[ident])))
     return seen
 
 
 def key(demangled):
-    """A demangled name without its hashes, as callgrind prints it."""
-    return re.sub(r"::h[0-9a-f]{16}$", "", re.sub(r"\[[0-9a-f]+\]", "", demangled))
+    """A demangled name without its hashes (crate hashes in brackets after a
+    name, the legacy `::h...` suffix), as valgrind and c++filt both print it."""
+    return re.sub(r"::h[0-9a-f]{16}$", "", re.sub(r"(?<=\w)\[[0-9a-f]+\]", "", demangled))
+
+
+def v0_pattern(mangled):
+    """A v0 name with its disambiguators (`s<base62>_`: crate roots, impls,
+    identifiers) as `*` and back-references (`B<base62>_`) as `B*_`.
+    Identifiers are skipped by their length so their text is never read as
+    a tag."""
+    out, i, prev = [], 2, ""
+    while i < len(mangled):
+        c = mangled[i]
+        if c.isdigit():
+            j = i
+            while j < len(mangled) and mangled[j].isdigit():
+                j += 1
+            k = j + 1 if j < len(mangled) and mangled[j] == "_" else j
+            end = k + int(mangled[i:j])
+            out.append(mangled[i:end])
+            i, prev = end, "0"
+            continue
+        num = re.match(r"[0-9a-zA-Z]*_", mangled[i + 1:]) if c in "sB" else None
+        if num:
+            after = i + 1 + num.end()
+            if c == "B":
+                out.append("B*_")
+                i, prev = after, "B"
+                continue
+            if prev in ("M", "X", "Y", "C") or (after < len(mangled) and mangled[after].isdigit()):
+                out.append("*")
+                i, prev = after, "s"
+                continue
+        out.append(c)
+        i, prev = i + 1, c
+    return re.sub(r"\*+", "*", "_R" + "".join(out))
 
 
 def pattern(mangled):
     if mangled.startswith("_ZN"):
         return re.sub(r"17h[0-9a-f]{16}E$", "17h*", mangled)
     if mangled.startswith("_R"):
-        p = re.sub(r"Cs[0-9A-Za-z]*_", "C*", mangled)
-        p = re.sub(r"B[0-9A-Za-z]*_", "B*_", p)
-        p = re.sub(r"(?<=[MXY])s[0-9A-Za-z]*_", "*", p)
-        p = re.sub(r"(?<=N[a-zA-Z])s[0-9A-Za-z]*_", "*", p)
-        return re.sub(r"\*+", "*", p)
+        return v0_pattern(mangled)
     return mangled
 
 
@@ -76,16 +103,17 @@ def main():
     for tier in tiers:
         name, files = tier.split("=", 1)
         run = set().union(*(executed(f) for f in files.split(",")))
-        pats, size = [], 0
+        print(f"hot.py: {name}: {len(run)} functions ran in {files}", file=sys.stderr)
+        pats = []
         for k in sorted(run):
-            for mangled, n in by_key.get(k, []):
+            for mangled, _ in by_key.get(k, []):
                 p = pattern(mangled)
                 if not fnmatch.fnmatchcase(mangled, p):
                     sys.exit(f"hot.py: pattern {p} does not match {mangled}")
                 if p not in done:
                     done.add(p)
                     pats.append(p)
-                    size += n
+        size = sum(int(r[1], 16) for r in syms if any(fnmatch.fnmatchcase(r[3], p) for p in pats))
         print(f"# tier {name}: {len(pats)} patterns, {size} bytes in this build")
         print("\n".join(pats))
         missing = sorted(k for k in run if k not in by_key and "::" in k)

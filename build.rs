@@ -1,8 +1,8 @@
 //! Link-time layout of `tcpconns.so`, to keep the memory it adds to collectd
 //! small. Measured: VmHWM of `collectd -f` with only `load` and tcpconns
 //! (default config) one second after start, median of eight starts: 2,650 KiB
-//! with only the first two points below, 2,428 KiB with all three, 2,250 KiB
-//! with the C plugin (README, "Memory").
+//! with only the first two points below, 2,420-2,442 KiB with all three,
+//! 2,250 KiB with the C plugin (README, "Benchmark").
 //!
 //! - The Rust standard library links the unwinder as `libgcc_s.so.1`, which
 //!   collectd does not load otherwise (60-100 KiB resident). Linking the

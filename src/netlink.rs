@@ -30,8 +30,12 @@ const HEADER_LEN: usize = 16;
 const LEGACY_REQ_LEN: usize = 60;
 /// Size of one request message.
 pub const REQUEST_LEN: usize = HEADER_LEN + LEGACY_REQ_LEN;
-/// The kernel caps a dump datagram near 32 KiB; a larger buffer gains nothing.
-pub const RECV_BUFFER: usize = 32 * 1024;
+/// The kernel sizes a dump's datagrams to the largest buffer a receive has
+/// offered (capped near 32 KiB), so this is also the datagram size. Measured
+/// (a bare legacy dump of 200k sockets, 3 x 31 dumps each, minimum CPU per
+/// dump): 8 KiB 156-160 ms, 16 KiB 142-150 ms, 32 KiB 146-151 ms. 16 KiB
+/// costs no CPU against 32 KiB and is 16 KiB less resident in collectd.
+pub const RECV_BUFFER: usize = 16 * 1024;
 /// A dump that stalls longer than this fails the read instead of hanging it.
 const RECV_TIMEOUT_SECS: libc::time_t = 5;
 

@@ -4,15 +4,19 @@
   measure.py RUNSTAT CONFDIR REP CASE N CONFIG... >> raw.tsv
 
 For each CONFIG, runs `collectd -T -C CONFDIR/CONFIG-VARIANT.conf` (init, one
-read of every plugin, exit) once per variant: c (Debian's C tcpconns.so),
-ours, none (no tcpconns: the baseline). The variant order is rotated with REP
+read of every plugin, exit) twice per variant: c (Debian's C tcpconns.so),
+ours, none (no tcpconns: the baseline); once for CPU, once under `RUNSTAT -m`
+for the exact peak RSS (the tracing that needs costs CPU). The variant order is rotated with REP
 so that no variant always runs first or last (drift, cache warmth).
 
-Prints one TSV line per run: case n config variant rep cpu_ms user_ms sys_ms
-maxrss_kib wall_ms. CPU and peak RSS are collectd's own rusage, from wait4()
-in RUNSTAT (runstat.c, which says why not from here): user + system time of
-collectd and all its threads to the microsecond. The user/system split is
-sampled at the timer tick; only their sum is exact.
+Prints one TSV line per variant: case n config variant rep cpu_ms user_ms
+sys_ms maxrss_kib wall_ms peak_rss_kib. CPU and maxrss are collectd's own
+rusage in the first run, from wait4() in RUNSTAT (runstat.c, which says why
+not from here): user + system time of collectd and all its threads to the
+microsecond. The user/system split is sampled at the timer tick; only their
+sum is exact. ru_maxrss is the kernel's approximate peak; peak_rss, from the
+second run, the exact one (runstat.c says how, and by how much ru_maxrss was
+off here).
 
 A run fails the round (exit 1) if collectd fails or if its log does not show
 that the plugin read through netlink, so a silent procfs fallback can never
@@ -32,7 +36,7 @@ NETLINK_LOG = {
 }
 
 
-def run(runstat, confdir, config, variant):
+def run(runstat, confdir, config, variant, memory=False):
     base = os.path.join(confdir, "%s-%s" % (config, variant))
     log = base + ".log"
     if os.path.exists(log):
@@ -40,7 +44,8 @@ def run(runstat, confdir, config, variant):
     statfile = base + ".rusage"
     with open(base + ".out", "w") as out:
         t0 = time.monotonic()
-        proc = subprocess.run([runstat, statfile, COLLECTD, "-T", "-C", base + ".conf"],
+        proc = subprocess.run([runstat] + (["-m"] if memory else []) +
+                              [statfile, COLLECTD, "-T", "-C", base + ".conf"],
                               stdout=out, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
         wall = time.monotonic() - t0
@@ -54,8 +59,10 @@ def run(runstat, confdir, config, variant):
             sys.exit("%s: no %r in %s: the plugin did not read via netlink\n%s"
                      % (base, NETLINK_LOG[variant], log, text))
     with open(statfile) as f:
-        _, user_us, system_us, maxrss = map(int, f.read().split())
-    return user_us / 1e6, system_us / 1e6, maxrss, wall
+        _, user_us, system_us, maxrss, peak = map(int, f.read().split())
+    if memory and peak <= 0:
+        sys.exit("%s: runstat -m could not read collectd's RSS" % base)
+    return user_us / 1e6, system_us / 1e6, maxrss, wall, peak
 
 
 def main(argv):
@@ -65,11 +72,12 @@ def main(argv):
     order = VARIANTS[k:] + VARIANTS[:k]
     for config in configs:
         for variant in order:
-            user, system, maxrss, wall = run(runstat, confdir, config, variant)
+            user, system, maxrss, wall, _ = run(runstat, confdir, config, variant)
+            peak = run(runstat, confdir, config, variant, memory=True)[4]
             print("\t".join([case, n, config, variant, str(rep),
                              "%.3f" % ((user + system) * 1e3),
                              "%.3f" % (user * 1e3), "%.3f" % (system * 1e3),
-                             str(maxrss), "%.3f" % (wall * 1e3)]), flush=True)
+                             str(maxrss), "%.3f" % (wall * 1e3), str(peak)]), flush=True)
 
 
 if __name__ == "__main__":

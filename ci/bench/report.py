@@ -6,7 +6,9 @@
 Medians over the repetitions; "net" is a variant's median CPU minus the
 median of the baseline (collectd without tcpconns) measured in the same
 rounds, i.e. what loading, initialising, one read and unloading of the
-plugin cost. Nothing is asserted: this only prints.
+plugin cost. Peak RSS is the exact peak of `runstat -m` (runstat.c says why
+not ru_maxrss, which the raw table shows too). Nothing is asserted: this
+only prints.
 """
 import statistics
 import sys
@@ -38,9 +40,11 @@ def main(path):
     runs = defaultdict(list)
     with open(path) as f:
         for line in f:
-            case, n, config, variant, rep, cpu, user, system, rss, wall = line.split("\t")
+            case, n, config, variant, rep, cpu, user, system, maxrss, wall, rss = \
+                line.split("\t")
             runs[(case, int(n), config, variant)].append(
-                (float(cpu), float(user), float(system), int(rss), float(wall)))
+                (float(cpu), float(user), float(system), int(rss), float(wall),
+                 int(maxrss)))
     keys = sorted({k[:3] for k in runs},
                   key=lambda k: (k[1], CASES.index(k[0]), CONFIGS.index(k[2])))
 
@@ -66,7 +70,7 @@ def main(path):
                              "%.2f" % med(k[v], 2),
                              "%.2f-%.2f" % (cpus[0], cpus[-1]),
                              "%d" % med(k[v], 3), "%+d" % (med(k[v], 3) - med(k["none"], 3)),
-                             "%.1f" % med(k[v], 4)])
+                             "%d" % med(k[v], 5), "%.1f" % med(k[v], 4)])
 
     print("Per read, net of the baseline (median CPU of collectd -T with the plugin"
           " minus without it; user+system ms), and peak RSS of the whole collectd process:")
@@ -79,11 +83,12 @@ def main(path):
           " without tcpconns), with the spread over repetitions.")
     print("cpu = user + sys of the whole collectd -T process; the user/sys split is"
           " sampled at the timer tick,")
-    print("only the sum is exact. RSS vs none: peak RSS minus the baseline's.")
+    print("only the sum is exact. RSS vs none: peak RSS minus the baseline's. ru_maxrss: the kernel's"
+          " approximate peak, for comparison.")
     print()
     print(table(["case", "N", "config", "variant", "reps", "cpu ms", "user ms", "sys ms",
-                 "cpu min-max", "peak RSS KiB", "RSS vs none", "wall ms"],
-                raw_rows, "lrllrrrrrrrr"))
+                 "cpu min-max", "peak RSS KiB", "RSS vs none", "ru_maxrss KiB", "wall ms"],
+                raw_rows, "lrllrrrrrrrrr"))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ work=$(mktemp -d /tmp/tcpconns-bench.XXXXXX)
 mkdir -p "$work/plugins" "$work/conf" "$work/check" "$work/state"
 # A copy: the other builds in target/ may replace the file during the run.
 cp target/release/libtcpconns.so "$work/plugins/tcpconns.so"
+# The kernel alone: one dump with the plugin's request, outside collectd.
+cargo build --release --example bare_dump
+cp target/release/examples/bare_dump "$work/bare_dump"
 # collectd is started through this small program so that its peak RSS and
 # CPU come out exactly (ci/bench/runstat.c says why). Static when libc.a is
 # there: then it maps next to nothing before forking collectd.
@@ -305,7 +308,7 @@ run_case() {
   for rep in $(seq 1 "$reps"); do
     if [ "$case" = timewait ]; then ensure_timewait $((round_secs + 2)); fi
     r0=$(date +%s.%N)
-    nsx python3 ci/bench/measure.py "$work/runstat" "$work/conf" "$rep" "$case" "$n" "${configs[@]}" >> "$raw"
+    nsx python3 ci/bench/measure.py "$work/runstat" "$work/bare_dump" "$work/conf" "$rep" "$case" "$n" "${configs[@]}" >> "$raw"
     round_secs=$(awk -v s="$(elapsed "$r0")" 'BEGIN { printf "%d", s + 1 }')
     if [ "$case" = timewait ]; then
       tw=$(timewait_now)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One measurement round for ci/bench.sh, run inside the benchmark namespace:
 
-  measure.py RUNSTAT CONFDIR REP CASE N CONFIG... >> raw.tsv
+  measure.py RUNSTAT BARE_DUMP CONFDIR REP CASE N CONFIG... >> raw.tsv
 
 For each CONFIG, runs `collectd -T -C CONFDIR/CONFIG-VARIANT.conf` (init, one
 read of every plugin, exit) twice per variant: c (Debian's C tcpconns.so),
@@ -17,6 +17,10 @@ microsecond. The user/system split is sampled at the timer tick; only their
 sum is exact. ru_maxrss is the kernel's approximate peak; peak_rss, from the
 second run, the exact one (runstat.c says how, and by how much ru_maxrss was
 off here).
+
+Then it runs BARE_DUMP (examples/bare_dump.rs: one dump with the plugin's
+request, no collectd) once unfiltered and once with the `ports` filter,
+through RUNSTAT for CPU: config "kernel", variants "all" and "ports".
 
 A run fails the round (exit 1) if collectd fails or if its log does not show
 that the plugin read through netlink, so a silent procfs fallback can never
@@ -65,9 +69,23 @@ def run(runstat, confdir, config, variant, memory=False):
     return user_us / 1e6, system_us / 1e6, maxrss, wall, peak
 
 
+def bare(runstat, dump, confdir, mode):
+    statfile = os.path.join(confdir, "bare-%s.rusage" % mode)
+    args = ["all"] if mode == "all" else ["ports", "5432", "6379"]
+    proc = subprocess.run([runstat, statfile, dump] + args, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0 or not proc.stdout.strip().isdigit() or int(proc.stdout) == 0:
+        sys.exit("bare_dump %s failed (exit %d): %s%s"
+                 % (" ".join(args), proc.returncode, proc.stdout, proc.stderr))
+    with open(statfile) as f:
+        _, user_us, system_us, maxrss, _ = map(int, f.read().split())
+    return user_us / 1e3, system_us / 1e3, maxrss
+
+
 def main(argv):
-    runstat, confdir, rep, case, n = argv[1], argv[2], int(argv[3]), argv[4], argv[5]
-    configs = argv[6:]
+    runstat, dump, confdir = argv[1], argv[2], argv[3]
+    rep, case, n = int(argv[4]), argv[5], argv[6]
+    configs = argv[7:]
     k = rep % len(VARIANTS)
     order = VARIANTS[k:] + VARIANTS[:k]
     for config in configs:
@@ -78,6 +96,10 @@ def main(argv):
                              "%.3f" % ((user + system) * 1e3),
                              "%.3f" % (user * 1e3), "%.3f" % (system * 1e3),
                              str(maxrss), "%.3f" % (wall * 1e3), str(peak)]), flush=True)
+    for mode in (["all", "ports"] if rep % 2 else ["ports", "all"]):
+        user, system, maxrss = bare(runstat, dump, confdir, mode)
+        print("\t".join([case, n, "kernel", mode, str(rep), "%.3f" % (user + system),
+                         "%.3f" % user, "%.3f" % system, str(maxrss), "0", "-1"]), flush=True)
 
 
 if __name__ == "__main__":

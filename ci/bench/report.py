@@ -45,13 +45,13 @@ def main(path):
             runs[(case, int(n), config, variant)].append(
                 (float(cpu), float(user), float(system), int(rss), float(wall),
                  int(maxrss)))
-    keys = sorted({k[:3] for k in runs},
+    keys = sorted({k[:3] for k in runs if k[2] in CONFIGS},
                   key=lambda k: (k[1], CASES.index(k[0]), CONFIGS.index(k[2])))
 
     def med(key, i):
         return statistics.median(r[i] for r in runs[key])
 
-    main_rows, raw_rows = [], []
+    main_rows, raw_rows, kernel_rows = [], [], []
     for case, n, config in keys:
         k = {v: (case, n, config, v) for v in VARIANTS}
         if not all(k[v] in runs for v in VARIANTS):
@@ -63,6 +63,11 @@ def main(path):
         main_rows.append([case, n, config, "%.2f" % c_net, "%.2f" % o_net,
                           ratio(o_net, c_net, 0.1), "%d" % c_rss, "%d" % o_rss,
                           "%.2f" % (o_rss / c_rss)])
+        bare = {m: (case, n, "kernel", m) for m in ("all", "ports")}
+        if config == "ports" and all(b in runs for b in bare.values()):
+            b_all, b_ports = med(bare["all"], 0), med(bare["ports"], 0)
+            kernel_rows.append([case, n, "%.2f" % b_all, "%.2f" % b_ports,
+                                ratio(b_ports, b_all, 0.1), ratio(o_net, c_net, 0.1)])
         for v in VARIANTS:
             cpus = sorted(r[0] for r in runs[k[v]])
             raw_rows.append([case, n, config, v, len(cpus),
@@ -79,6 +84,16 @@ def main(path):
                  "peak RSS C KiB", "peak RSS ours KiB", "RSS ours/C"],
                 main_rows, "lrlrrrrrr"))
     print()
+    if kernel_rows:
+        print("The kernel alone: examples/bare_dump, one dump with the plugin's request and no"
+              " collectd (median CPU of the")
+        print("whole process, ms), unfiltered (every socket, as the C plugin asks) and with the"
+              " `ports` filter; then ours/C")
+        print("for `ports` from the table above, for comparison:")
+        print()
+        print(table(["case", "N", "all ms", "ports ms", "ports/all", "ours/C ports"],
+                    kernel_rows, "lrrrrr"))
+        print()
     print("Raw medians per variant (c = Debian's C plugin, ours, none = baseline"
           " without tcpconns), with the spread over repetitions.")
     print("cpu = user + sys of the whole collectd -T process; the user/sys split is"

@@ -105,7 +105,7 @@ echo "memory:    $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
 echo "collectd:  $("$collectd" -h | grep -m1 '^collectd ')"
 echo "rustc:     $(rustc --version 2>/dev/null || echo unknown)"
 echo "ours:      $(sha256sum "$work/plugins/tcpconns.so" | cut -c1-16), $(stat -c %s "$work/plugins/tcpconns.so") bytes," \
-  "tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted src changes')"
+  "tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock build.rs ci/layout examples ci/bench.sh ci/bench 2>/dev/null || echo ' + uncommitted changes to what is measured or measures')"
 echo "C plugin:  /usr/lib/collectd/tcpconns.so ($(dpkg-query -W -f '${Package} ${Version}' collectd-core 2>/dev/null))"
 # CPU time is per process, but a busy machine still moves it (caches,
 # frequency): say how busy this one was.

@@ -5,6 +5,7 @@
 //! config (options -> [`config::Config`]) -> sources (netlink, procfs: socket
 //! triples) -> [`table::PortTable`] (counts) -> `plugin` (collectd glue).
 
+pub mod caps;
 pub mod config;
 pub mod filter;
 pub mod netlink;

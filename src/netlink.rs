@@ -13,8 +13,9 @@ use netlink_packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::{inet::RESPONSE_LEN, AF_INET, SOCK_DIAG_BY_FAMILY};
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket, SocketAddr};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket};
 
+use crate::caps::WithoutNetAdmin;
 use crate::filter::REQ_BYTECODE;
 use crate::netns::{identity, run_in, Identity};
 use crate::network::mapped;
@@ -372,12 +373,12 @@ impl Netlink {
         };
         *seq = seq.wrapping_add(1);
         request(req, *seq, states, filter);
+        // No destination address (an unconnected netlink socket sends to
+        // the kernel): with one, the kernel would judge the dump by the
+        // reader's capabilities instead of the socket's (crate::caps).
         socket
-            .send_to(req, &SocketAddr::new(0, 0), 0)
-            .map_err(|err| NetlinkError::Io {
-                call: "sendto",
-                err,
-            })?;
+            .send(req, 0)
+            .map_err(|err| NetlinkError::Io { call: "send", err })?;
         let mut progress = Progress::default();
         loop {
             buf.clear();
@@ -406,7 +407,13 @@ impl Netlink {
 }
 
 fn open() -> Result<NlSocket, NetlinkError> {
-    let socket = NlSocket::new(NETLINK_SOCK_DIAG).map_err(|err| NetlinkError::Io {
+    let socket = {
+        // The socket's credentials, not the reader's, decide how much the
+        // kernel builds per socket (crate::caps).
+        let _lowered = WithoutNetAdmin::lower();
+        NlSocket::new(NETLINK_SOCK_DIAG)
+    }
+    .map_err(|err| NetlinkError::Io {
         call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)",
         err,
     })?;

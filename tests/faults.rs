@@ -198,7 +198,7 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     let log = c.log();
     let run = c.finish();
     assert_eq!(
-        log.matches("netlink failed: sendto on the sock_diag socket failed")
+        log.matches("netlink failed: send on the sock_diag socket failed")
             .count(),
         1,
         "{log}"

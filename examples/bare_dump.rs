@@ -2,7 +2,8 @@
 //! nothing else: no collectd, no port table. `ci/bench.sh` times it to show
 //! what the kernel alone costs for a request, the floor under any plugin.
 //!
-//!     bare_dump all                    every socket (the C plugin's request)
+//!     bare_dump all                    every socket (the C plugin's request,
+//!                                      on the plugin's socket: src/caps.rs)
 //!     bare_dump ports LOCAL REMOTE     the filter for LocalPort/RemotePort
 //!
 //! Prints the number of sockets the kernel sent.

@@ -87,8 +87,8 @@ def main(path):
     if kernel_rows:
         print("The kernel alone: examples/bare_dump, one dump with the plugin's request and no"
               " collectd (median CPU of the")
-        print("whole process, ms), unfiltered (every socket, as the C plugin asks) and with the"
-              " `ports` filter; then ours/C")
+        print("whole process, ms), unfiltered (the C plugin's request, on the plugin's socket without"
+              " CAP_NET_ADMIN) and with the `ports` filter; then ours/C")
         print("for `ports` from the table above, for comparison:")
         print()
         print(table(["case", "N", "all ms", "ports ms", "ports/all", "ours/C ports"],

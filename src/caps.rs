@@ -9,7 +9,9 @@
 //! of 160-169. Capabilities belong to a thread, so lowering this thread's
 //! for the `socket()` call changes nothing for collectd's other threads, and
 //! it is put back right after. Where the kernel refuses (an LSM that denies
-//! `capset`), the socket is opened as before.
+//! `capset`), the socket is opened as before. Under a seccomp filter
+//! (systemd's `SystemCallFilter=`, containers) it is not tried at all: a
+//! filter may kill the process on `capset`, which the C plugin never calls.
 
 use std::io;
 
@@ -79,8 +81,44 @@ pub struct WithoutNetAdmin {
     saved: Option<[Data; 2]>,
 }
 
+/// The `Seccomp:` mode in the text of `/proc/.../status` (0: none, 1:
+/// strict, 2: filter). Bytes, not `&str`: the `Name:` line is the thread's
+/// name, which need not be UTF-8.
+pub fn seccomp_mode(status: &[u8]) -> Option<u32> {
+    let rest = status
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"Seccomp:"))?;
+    std::str::from_utf8(rest).ok()?.trim().parse().ok()
+}
+
+/// Whether this thread may be under a seccomp filter: yes unless its status
+/// says mode 0. Read into a fixed buffer (the line is in the first 2 KiB):
+/// this runs once per socket, and a smaller reader is less code resident.
+fn under_seccomp() -> bool {
+    use std::io::Read;
+    let file = std::fs::File::open("/proc/thread-self/status")
+        .or_else(|_| std::fs::File::open("/proc/self/status"));
+    let Ok(mut file) = file else {
+        return true;
+    };
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+    seccomp_mode(&buf[..len]) != Some(0)
+}
+
 impl WithoutNetAdmin {
     pub fn lower() -> WithoutNetAdmin {
+        if under_seccomp() {
+            return WithoutNetAdmin { saved: None };
+        }
         let saved = get().ok().filter(|d| d[0].effective & NET_ADMIN != 0);
         let saved = saved.filter(|d| {
             let mut lowered = *d;
@@ -115,25 +153,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_seccomp_mode_is_read_from_the_status_text() {
+        let status = b"Name:\t\xffcollectd\nNoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        assert_eq!(seccomp_mode(status), Some(2));
+        assert_eq!(seccomp_mode(b"Seccomp:\t0\n"), Some(0));
+        assert_eq!(seccomp_mode(b"Name:\tx\n"), None);
+        assert_eq!(seccomp_mode(b"Seccomp:\tzero\n"), None);
+        // This process's own status parses.
+        let own = std::fs::read("/proc/self/status").unwrap();
+        assert!(seccomp_mode(&own).is_some());
+    }
+
+    #[test]
     fn net_admin_is_lowered_only_while_the_guard_lives() {
         let before = get().unwrap();
         let had = before[0].effective & NET_ADMIN != 0;
         {
             let guard = WithoutNetAdmin::lower();
-            let during = get().unwrap();
-            assert_eq!(during[0].effective & NET_ADMIN, 0);
-            assert_eq!(guard.lowered(), had);
-            // Nothing else moves: the other effective bits, the permitted and
-            // inheritable sets.
-            assert_eq!(
-                during[0].effective | (before[0].effective & NET_ADMIN),
-                before[0].effective
-            );
-            assert_eq!(during[1], before[1]);
-            assert_eq!(
-                (during[0].permitted, during[0].inheritable),
-                (before[0].permitted, before[0].inheritable)
-            );
+            // Not tried under seccomp (a container's profile, say).
+            assert_eq!(guard.lowered(), had && !under_seccomp());
+            let mut want = before;
+            if guard.lowered() {
+                want[0].effective &= !NET_ADMIN;
+            }
+            // Only that bit moves: not the other effective bits, nor the
+            // permitted and inheritable sets.
+            assert_eq!(get().unwrap(), want);
         }
         assert_eq!(get().unwrap(), before);
     }

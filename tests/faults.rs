@@ -227,6 +227,44 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     }
 }
 
+#[test]
+fn a_seccomp_filter_that_kills_on_capset_does_not_take_collectd_down() {
+    use std::os::unix::process::ExitStatusExt;
+    let shim = kill_on_capset_shim();
+    // The filter works: a program that calls capset dies of it.
+    let control = std::process::Command::new("setpriv")
+        .args(["--inh-caps=-all", "true"])
+        .env("LD_PRELOAD", &shim)
+        .status()
+        .expect("run setpriv");
+    assert_eq!(control.signal(), Some(libc::SIGSYS), "{control:?}");
+
+    let ns = Netns::new("seccomp");
+    let pop = mixed_population(&ns);
+    let block = "<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>";
+    let env = [("LD_PRELOAD", shim.to_str().unwrap())];
+    let mut c = Collectd::start(&ns, Plugin::Ours, block, &env, 1);
+    c.wait_reads(3, WAIT);
+    let log = c.log();
+    let run = c.finish();
+    assert!(
+        run.status.is_none(),
+        "collectd exited: {:?}\n{}",
+        run.status,
+        run.log
+    );
+    assert!(log.contains("reading sockets from netlink"), "{log}");
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            listening: true,
+            remote: vec![22],
+            ..Selection::default()
+        },
+    );
+    assert_eq!(run.values, want, "{log}");
+}
+
 fn with_procfs_faults(tag: &str, faults: &str, pop_v4_only: bool) -> (Run, Population) {
     let ns = Netns::new(tag);
     let mut pop = Population::new(&ns);

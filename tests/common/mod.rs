@@ -727,25 +727,28 @@ fn build_plugin() -> PathBuf {
 /// `PROC_FAULTS` makes chosen files fail to open, or opens others instead.
 pub fn proc_faults_shim() -> PathBuf {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim/proc_faults.c");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let tmp = dir.join(format!("proc_faults.so.tmp-{}", std::process::id()));
-        let dest = dir.join("proc_faults.so");
-        run_checked(
-            Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .arg("-ldl"),
-            "compile the proc_faults shim",
-        );
-        fs::rename(&tmp, &dest)
-            .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), dest.display()));
-        dest
-    })
-    .clone()
+    SHIM.get_or_init(|| build_shim("proc_faults")).clone()
+}
+
+/// Compiles `tests/shim/NAME.c` into `NAME.so` in the test target directory
+/// (through a temporary name, so a concurrent test never loads half a file).
+fn build_shim(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/shim/{name}.c"));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let tmp = dir.join(format!("{name}.so.tmp-{}", std::process::id()));
+    let dest = dir.join(format!("{name}.so"));
+    run_checked(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-ldl"),
+        &format!("compile the {name} shim"),
+    );
+    fs::rename(&tmp, &dest)
+        .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), dest.display()));
+    dest
 }
 
 /// Directory holding a debug `tcpconns.so` built with the `fault-injection`
@@ -783,25 +786,15 @@ pub fn fault_plugin_dir() -> PathBuf {
 /// `env: &[("LD_PRELOAD", path), ("NO_NETLINK_FLAG", flag)]`.
 pub fn no_netlink_shim() -> PathBuf {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim/no_netlink.c");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let tmp = dir.join(format!("no_netlink.so.tmp-{}", std::process::id()));
-        let dest = dir.join("no_netlink.so");
-        run_checked(
-            Command::new("cc")
-                .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .arg("-ldl"),
-            "compile the no_netlink shim",
-        );
-        fs::rename(&tmp, &dest)
-            .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), dest.display()));
-        dest
-    })
-    .clone()
+    SHIM.get_or_init(|| build_shim("no_netlink")).clone()
+}
+
+/// The LD_PRELOAD shim built from `tests/shim/kill_on_capset.c`: a seccomp
+/// filter, installed before collectd's `main`, that kills the process on
+/// `capset`.
+pub fn kill_on_capset_shim() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| build_shim("kill_on_capset")).clone()
 }
 
 // ---------------------------------------------------------------------------

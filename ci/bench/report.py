@@ -87,7 +87,7 @@ def main(path):
     if kernel_rows:
         print("The kernel alone: examples/bare_dump, one dump with the plugin's request and no"
               " collectd (median CPU of the")
-        print("whole process, ms), unfiltered (the C plugin's request, on the plugin's socket without"
+        print("whole process, its start included, ms), unfiltered (the C plugin's request, on the plugin's socket without"
               " CAP_NET_ADMIN) and with the `ports` filter; then ours/C")
         print("for `ports` from the table above, for comparison:")
         print()

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -205,14 +206,7 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     );
     assert_eq!(log.matches("netlink works again").count(), 1, "{log}");
     assert!(!log.contains("nothing dispatched"), "{log}");
-    let want = expected_values(
-        &pop.expected,
-        &Selection {
-            listening: true,
-            remote: vec![22],
-            ..Selection::default()
-        },
-    );
+    let want = listening_and_remote_22(&pop);
     let reads = run.rows.values().map(Vec::len).max().unwrap_or(0);
     assert!(reads >= on + 5, "{reads} reads:\n{log}");
     for (key, rows) in &run.rows {
@@ -254,15 +248,20 @@ fn a_seccomp_filter_that_kills_on_capset_does_not_take_collectd_down() {
         run.log
     );
     assert!(log.contains("reading sockets from netlink"), "{log}");
-    let want = expected_values(
+    let want = listening_and_remote_22(&pop);
+    assert_eq!(run.values, want, "{log}");
+}
+
+/// What `ListeningPorts true` + `RemotePort 22` must report for `pop`.
+fn listening_and_remote_22(pop: &Population) -> BTreeMap<(String, String), f64> {
+    expected_values(
         &pop.expected,
         &Selection {
             listening: true,
             remote: vec![22],
             ..Selection::default()
         },
-    );
-    assert_eq!(run.values, want, "{log}");
+    )
 }
 
 fn with_procfs_faults(tag: &str, faults: &str, pop_v4_only: bool) -> (Run, Population) {

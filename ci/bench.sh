@@ -15,10 +15,10 @@
 # RemotePort 6379). Each measurement is a whole `collectd -T` (init, one read
 # of every plugin, exit) with the C plugin, with ours, and without tcpconns
 # (baseline, subtracted); the three are interleaved and repeated
-# BENCH_REPS times, medians reported. Each is run twice: once for CPU, once
-# traced for its exact peak RSS (ci/bench/runstat.c). Before measuring, one collectd -f run
-# per config and plugin writes csv and its values are checked against the
-# population. Numbers are printed, never asserted; the script fails only if
+# BENCH_REPS times, medians reported. Each is run twice: once for CPU,
+# once traced for its exact peak RSS (ci/bench/runstat.c). Before
+# measuring, one collectd -f run per config and plugin writes csv and its
+# values are checked against the population. Numbers are printed, never asserted; the script fails only if
 # something did not work (population, netlink, values).
 #
 # Tables go to stdout, progress to stderr. Ctrl-C cleans up (namespace,

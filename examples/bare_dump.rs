@@ -12,9 +12,7 @@ use std::process::ExitCode;
 
 use tcpconns::filter;
 use tcpconns::netlink::Netlink;
-
-/// Every state but 0 (there is none): what a read asks for.
-const ALL_STATES: u32 = 0xffe;
+use tcpconns::source::ALL_STATES;
 
 fn port(s: &str) -> Option<u16> {
     s.parse().ok().filter(|&p| p != 0)

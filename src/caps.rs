@@ -27,21 +27,26 @@ struct Header {
     pid: libc::c_int,
 }
 
+/// The header of both calls: version 3, pid 0 (the calling thread).
+fn header() -> Header {
+    Header {
+        version: VERSION_3,
+        pid: 0,
+    }
+}
+
 /// `struct __user_cap_data_struct`, one per 32 capabilities.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct Data {
-    pub effective: u32,
-    pub permitted: u32,
-    pub inheritable: u32,
+struct Data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 /// The calling thread's capability sets.
-pub fn get() -> io::Result<[Data; 2]> {
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
+fn get() -> io::Result<[Data; 2]> {
+    let mut header = header();
     let mut data = [Data::default(); 2];
     // SAFETY: capget(2) with version 3 reads one header and writes two data
     // structs; both are live, writable and laid out as the kernel's.
@@ -60,10 +65,7 @@ pub fn get() -> io::Result<[Data; 2]> {
 }
 
 fn set(data: &[Data; 2]) -> io::Result<()> {
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
+    let mut header = header();
     // SAFETY: capset(2) with version 3 reads one header and two data
     // structs; both are live and laid out as the kernel's. pid 0 is the
     // calling thread.
@@ -84,7 +86,7 @@ pub struct WithoutNetAdmin {
 /// The `Seccomp:` mode in the text of `/proc/.../status` (0: none, 1:
 /// strict, 2: filter). Bytes, not `&str`: the `Name:` line is the thread's
 /// name, which need not be UTF-8.
-pub fn seccomp_mode(status: &[u8]) -> Option<u32> {
+fn seccomp_mode(status: &[u8]) -> Option<u32> {
     let rest = status
         .split(|&b| b == b'\n')
         .find_map(|line| line.strip_prefix(b"Seccomp:"))?;
@@ -93,7 +95,8 @@ pub fn seccomp_mode(status: &[u8]) -> Option<u32> {
 
 /// Whether this thread may be under a seccomp filter: yes unless its status
 /// says mode 0. Read into a fixed buffer (the line is in the first 2 KiB):
-/// this runs once per socket, and a smaller reader is less code resident.
+/// this runs each time a netlink socket is opened, and a smaller reader is
+/// less code resident.
 fn under_seccomp() -> bool {
     use std::io::Read;
     let file = std::fs::File::open("/proc/thread-self/status")

@@ -15,7 +15,7 @@ use crate::state::TcpState;
 use crate::table::PortTable;
 
 /// Every state the plugin reports, as an inet_diag state mask.
-const ALL_STATES: u32 = 0xffe;
+pub const ALL_STATES: u32 = 0xffe;
 /// A dump the kernel flags as interrupted is tried again this many times.
 const INTERRUPTED_RETRIES: u32 = 2;
 /// Longest wait, in reads, between two netlink retries.

@@ -6,8 +6,9 @@
 For each CONFIG, runs `collectd -T -C CONFDIR/CONFIG-VARIANT.conf` (init, one
 read of every plugin, exit) twice per variant: c (Debian's C tcpconns.so),
 ours, none (no tcpconns: the baseline); once for CPU, once under `RUNSTAT -m`
-for the exact peak RSS (the tracing that needs costs CPU). The variant order is rotated with REP
-so that no variant always runs first or last (drift, cache warmth).
+for the exact peak RSS (the tracing that needs costs CPU). The variant order
+is rotated with REP so that no variant always runs first or last (drift,
+cache warmth).
 
 Prints one TSV line per variant: case n config variant rep cpu_ms user_ms
 sys_ms maxrss_kib wall_ms peak_rss_kib. CPU and maxrss are collectd's own
@@ -33,6 +34,9 @@ import time
 
 COLLECTD = "/usr/sbin/collectd"
 VARIANTS = ["c", "ours", "none"]
+# The ports of bench.sh's `ports` config (LocalPort, RemotePort), for the
+# bare dump with the same filter.
+PORTS_CONFIG = ["5432", "6379"]
 # What each plugin logs at INFO when its first read went through netlink.
 NETLINK_LOG = {
     "c": "tcpconns plugin: Reading from netlink succeeded",
@@ -71,7 +75,7 @@ def run(runstat, confdir, config, variant, memory=False):
 
 def bare(runstat, dump, confdir, mode):
     statfile = os.path.join(confdir, "bare-%s.rusage" % mode)
-    args = ["all"] if mode == "all" else ["ports", "5432", "6379"]
+    args = ["all"] if mode == "all" else ["ports"] + PORTS_CONFIG
     proc = subprocess.run([runstat, statfile, dump] + args, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0 or not proc.stdout.strip().isdigit() or int(proc.stdout) == 0:

@@ -87,9 +87,10 @@ def main(path):
     if kernel_rows:
         print("The kernel alone: examples/bare_dump, one dump with the plugin's request and no"
               " collectd (median CPU of the")
-        print("whole process, its start included, ms), unfiltered (the C plugin's request, on the plugin's socket without"
-              " CAP_NET_ADMIN) and with the `ports` filter; then ours/C")
-        print("for `ports` from the table above, for comparison:")
+        print("whole process, its start included, ms), unfiltered (the C plugin's request, on"
+              " the plugin's socket without")
+        print("CAP_NET_ADMIN) and with the `ports` filter; then ours/C for `ports` from the"
+              " table above, for comparison:")
         print()
         print(table(["case", "N", "all ms", "ports ms", "ports/all", "ours/C ports"],
                     kernel_rows, "lrrrrr"))

@@ -3,15 +3,18 @@
 //! what only `CAP_NET_ADMIN` may see (socket marks, MD5 and ULP details), as
 //! long as the request is sent without a destination address (with one, it
 //! judges the sending thread instead). The plugin counts none of it, and
-//! without it the kernel does less for every socket: bare dumps of 200k
-//! sockets (3 x 21 each, with and without the capability) were 116 bytes per
-//! socket instead of 124, and their minimum CPU per dump 152-161 ms instead
-//! of 160-169. Capabilities belong to a thread, so lowering this thread's
-//! for the `socket()` call changes nothing for collectd's other threads, and
-//! it is put back right after. Where the kernel refuses (an LSM that denies
-//! `capset`), the socket is opened as before. Under a seccomp filter
-//! (systemd's `SystemCallFilter=`, containers) it is not tried at all: a
-//! filter may kill the process on `capset`, which the C plugin never calls.
+//! without it the kernel builds smaller messages (docs/benchmark.md has the
+//! measurements).
+//!
+//! Capabilities belong to a thread. The socket is opened on a short-lived
+//! thread of its own ([`crate::netns::on_own_thread`]) that drops the
+//! capability for good and then ends: no collectd thread ever has its
+//! credentials changed, so there is nothing to put back and nothing that
+//! can fail to be put back. Where the kernel refuses (an LSM that denies
+//! `capset`), the socket is opened with the capability. Under a seccomp
+//! filter (systemd's `SystemCallFilter=`, containers) it is not tried at
+//! all: a filter may kill the process on `capset`, which the C plugin never
+//! calls.
 
 use std::io;
 
@@ -77,12 +80,6 @@ fn set(data: &[Data; 2]) -> io::Result<()> {
     }
 }
 
-/// `CAP_NET_ADMIN` out of the calling thread's effective set while this
-/// lives (if it was there and the kernel lets us); back in when it drops.
-pub struct WithoutNetAdmin {
-    saved: Option<[Data; 2]>,
-}
-
 /// The `Seccomp:` mode in the text of `/proc/.../status` (0: none, 1:
 /// strict, 2: filter). Bytes, not `&str`: the `Name:` line is the thread's
 /// name, which need not be UTF-8.
@@ -94,61 +91,29 @@ fn seccomp_mode(status: &[u8]) -> Option<u32> {
 }
 
 /// Whether this thread may be under a seccomp filter: yes unless its status
-/// says mode 0. Read into a fixed buffer (the line is in the first 2 KiB):
-/// this runs each time a netlink socket is opened, and a smaller reader is
-/// less code resident.
+/// says mode 0.
 fn under_seccomp() -> bool {
-    use std::io::Read;
-    let file = std::fs::File::open("/proc/thread-self/status")
-        .or_else(|_| std::fs::File::open("/proc/self/status"));
-    let Ok(mut file) = file else {
-        return true;
+    let status =
+        std::fs::read("/proc/thread-self/status").or_else(|_| std::fs::read("/proc/self/status"));
+    status.map_or(true, |s| seccomp_mode(&s) != Some(0))
+}
+
+/// Takes `CAP_NET_ADMIN` out of the calling thread's effective, permitted
+/// and inheritable sets, for good; returns whether it was effective and is
+/// gone now. Only for a thread that ends soon after ([`crate::netns::on_own_thread`]):
+/// nothing gives the capability back.
+pub fn drop_net_admin() -> bool {
+    if under_seccomp() {
+        return false;
+    }
+    let Ok(mut data) = get() else {
+        return false;
     };
-    let mut buf = [0u8; 4096];
-    let mut len = 0;
-    while len < buf.len() {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
-    }
-    seccomp_mode(&buf[..len]) != Some(0)
-}
-
-impl WithoutNetAdmin {
-    pub fn lower() -> WithoutNetAdmin {
-        if under_seccomp() {
-            return WithoutNetAdmin { saved: None };
-        }
-        let saved = get().ok().filter(|d| d[0].effective & NET_ADMIN != 0);
-        let saved = saved.filter(|d| {
-            let mut lowered = *d;
-            lowered[0].effective &= !NET_ADMIN;
-            set(&lowered).is_ok()
-        });
-        WithoutNetAdmin { saved }
-    }
-
-    /// Whether `CAP_NET_ADMIN` was lowered.
-    pub fn lowered(&self) -> bool {
-        self.saved.is_some()
-    }
-}
-
-impl Drop for WithoutNetAdmin {
-    fn drop(&mut self) {
-        // Raising an effective capability that is still permitted is always
-        // allowed; if it still fails, say so: the thread is collectd's.
-        if let Some(saved) = &self.saved {
-            if let Err(err) = set(saved) {
-                log::error!(
-                    "tcpconns plugin: could not give CAP_NET_ADMIN back to this thread: {err}"
-                );
-            }
-        }
-    }
+    let had = data[0].effective & NET_ADMIN != 0;
+    data[0].effective &= !NET_ADMIN;
+    data[0].permitted &= !NET_ADMIN;
+    data[0].inheritable &= !NET_ADMIN;
+    had && set(&data).is_ok()
 }
 
 #[cfg(test)]
@@ -168,21 +133,28 @@ mod tests {
     }
 
     #[test]
-    fn net_admin_is_lowered_only_while_the_guard_lives() {
+    fn net_admin_is_dropped_on_its_own_thread_only() {
         let before = get().unwrap();
-        let had = before[0].effective & NET_ADMIN != 0;
-        {
-            let guard = WithoutNetAdmin::lower();
-            // Not tried under seccomp (a container's profile, say).
-            assert_eq!(guard.lowered(), had && !under_seccomp());
-            let mut want = before;
-            if guard.lowered() {
-                want[0].effective &= !NET_ADMIN;
-            }
-            // Only that bit moves: not the other effective bits, nor the
-            // permitted and inheritable sets.
-            assert_eq!(get().unwrap(), want);
+        if before[0].effective & NET_ADMIN == 0 || under_seccomp() {
+            // Straight to the terminal: libtest hides eprintln! of a passing test.
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(
+                b"caps::net_admin_is_dropped_on_its_own_thread_only: skipped: \
+                  this process has no CAP_NET_ADMIN to drop (not root) or runs under seccomp\n",
+            );
+            return;
         }
+        let (dropped, on_thread) =
+            crate::netns::on_own_thread(None, || (drop_net_admin(), get().unwrap())).unwrap();
+        assert!(dropped);
+        // On that thread the bit is gone from all three sets, and nothing
+        // else moved.
+        let mut want = before;
+        want[0].effective &= !NET_ADMIN;
+        want[0].permitted &= !NET_ADMIN;
+        want[0].inheritable &= !NET_ADMIN;
+        assert_eq!(on_thread, want);
+        // This thread never changed.
         assert_eq!(get().unwrap(), before);
     }
 }

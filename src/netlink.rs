@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
@@ -15,27 +15,46 @@ use netlink_packet_core::{
 use netlink_packet_sock_diag::{inet::RESPONSE_LEN, AF_INET, SOCK_DIAG_BY_FAMILY};
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket as NlSocket};
 
-use crate::caps::WithoutNetAdmin;
+use crate::caps;
 use crate::filter::REQ_BYTECODE;
-use crate::netns::{identity, run_in, Identity};
+use crate::netns;
 use crate::network::mapped;
 use crate::socket::Socket;
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
 /// only names the newer per-family `SOCK_DIAG_BY_FAMILY`.
 pub const TCPDIAG_GETSOCK: u16 = 18;
-/// `struct nlmsghdr`.
+/// `struct nlmsghdr`: length, type, flags, sequence number, port id.
 const HEADER_LEN: usize = 16;
+const NLMSG_LEN_AT: usize = 0;
+const NLMSG_TYPE_AT: usize = 4;
+const NLMSG_FLAGS_AT: usize = 6;
+const NLMSG_SEQ_AT: usize = 8;
+/// The first field of an `NLMSG_DONE` or `NLMSG_ERROR` payload: a status.
+const STATUS_AT: usize = 0;
+
+// `struct inet_diag_msg`: family, state, timer, retrans, then the 48-byte
+// `inet_diag_sockid` (sport and dport in network order, then the source
+// and destination addresses, 16 bytes each with IPv4 in the first 4),
+// then expires, rqueue, wqueue (for a listener: the accept queue and its
+// limit), uid, inode.
+const MSG_FAMILY_AT: usize = 0;
+const MSG_STATE_AT: usize = 1;
+const MSG_SPORT_AT: usize = 4;
+const MSG_DPORT_AT: usize = 6;
+const MSG_SRC_AT: usize = 8;
+const MSG_DST_AT: usize = 24;
+const MSG_RQUEUE_AT: usize = 56;
+const MSG_WQUEUE_AT: usize = 60;
 /// Legacy `struct inet_diag_req`: family, src_len, dst_len, ext, a 48-byte
 /// `inet_diag_sockid`, then `idiag_states` and `idiag_dbs`.
 const LEGACY_REQ_LEN: usize = 60;
 /// Size of one request message.
 pub const REQUEST_LEN: usize = HEADER_LEN + LEGACY_REQ_LEN;
 /// The kernel sizes a dump's datagrams to the largest buffer a receive has
-/// offered (capped near 32 KiB), so this is also the datagram size. Measured
-/// (a bare legacy dump of 200k sockets, 3 x 31 dumps each, minimum CPU per
-/// dump): 8 KiB 156-160 ms, 16 KiB 142-150 ms, 32 KiB 146-151 ms. 16 KiB
-/// costs no CPU against 32 KiB and is 16 KiB less resident in collectd.
+/// offered (capped near 32 KiB), so this is also the datagram size: large
+/// enough that a dump costs no more system calls than it must
+/// (docs/benchmark.md has the sizes measured).
 pub const RECV_BUFFER: usize = 16 * 1024;
 /// A dump that stalls longer than this fails the read instead of hanging it.
 const RECV_TIMEOUT_SECS: libc::time_t = 5;
@@ -77,7 +96,14 @@ impl fmt::Display for NetlinkError {
     }
 }
 
-impl std::error::Error for NetlinkError {}
+impl std::error::Error for NetlinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetlinkError::Io { err, .. } | NetlinkError::Namespace { err, .. } => Some(err),
+            NetlinkError::Kernel { .. } | NetlinkError::Malformed(_) => None,
+        }
+    }
+}
 
 /// How far a dump got after one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,16 +188,16 @@ pub fn parse_datagram(
                 rest.len()
             )));
         }
-        let len = u32_ne(rest, 0) as usize;
+        let len = u32_ne(rest, NLMSG_LEN_AT) as usize;
         if len < HEADER_LEN || len > rest.len() {
             return Err(NetlinkError::Malformed(format!(
                 "message length {len} with {} bytes left in the datagram",
                 rest.len()
             )));
         }
-        let kind = u16_ne(rest, 4);
-        let flags = u16_ne(rest, 6);
-        let msg_seq = u32_ne(rest, 8);
+        let kind = u16_ne(rest, NLMSG_TYPE_AT);
+        let flags = u16_ne(rest, NLMSG_FLAGS_AT);
+        let msg_seq = u32_ne(rest, NLMSG_SEQ_AT);
         let payload = &rest[HEADER_LEN..len];
         // Messages are padded to 4 bytes; the last one may omit its padding.
         rest = &rest[len.next_multiple_of(4).min(rest.len())..];
@@ -189,38 +215,33 @@ pub fn parse_datagram(
                         payload.len()
                     )));
                 }
-                // inet_diag_msg: family, state, timer, retrans, then the
-                // 48-byte socket id starting with sport and dport in network
-                // order; then expires, rqueue, wqueue (for a listener: the
-                // accept queue and its limit).
-                // The id's source and destination addresses follow the
-                // ports: 16 bytes each, IPv4 in the first 4.
                 let addr = |at: usize| -> [u8; 16] {
                     let mut a = [0u8; 16];
                     if !addresses {
                         return a;
                     }
                     a.copy_from_slice(&payload[at..at + 16]);
-                    if payload[0] == AF_INET {
+                    if payload[MSG_FAMILY_AT] == AF_INET {
                         mapped([a[0], a[1], a[2], a[3]])
                     } else {
                         a
                     }
                 };
+                let port = |at: usize| u16::from_be_bytes([payload[at], payload[at + 1]]);
                 sink(&Socket {
-                    local: u16::from_be_bytes([payload[4], payload[5]]),
-                    remote: u16::from_be_bytes([payload[6], payload[7]]),
-                    state: payload[1],
-                    queue: u32_ne(payload, 56),
-                    queue_limit: Some(u32_ne(payload, 60)),
-                    local_addr: addr(8),
-                    remote_addr: addr(24),
+                    local: port(MSG_SPORT_AT),
+                    remote: port(MSG_DPORT_AT),
+                    state: payload[MSG_STATE_AT],
+                    queue: u32_ne(payload, MSG_RQUEUE_AT),
+                    queue_limit: Some(u32_ne(payload, MSG_WQUEUE_AT)),
+                    local_addr: addr(MSG_SRC_AT),
+                    remote_addr: addr(MSG_DST_AT),
                 });
             }
             NLMSG_DONE => {
                 // The kernel puts the dump's final status here.
                 if payload.len() >= 4 {
-                    kernel_status("NLMSG_DONE", u32_ne(payload, 0) as i32)?;
+                    kernel_status("NLMSG_DONE", u32_ne(payload, STATUS_AT) as i32)?;
                 }
                 progress.done = true;
                 return Ok(progress);
@@ -232,7 +253,7 @@ pub fn parse_datagram(
                     ));
                 }
                 // 0 is an acknowledgement, not an error.
-                kernel_status("NLMSG_ERROR", u32_ne(payload, 0) as i32)?;
+                kernel_status("NLMSG_ERROR", u32_ne(payload, STATUS_AT) as i32)?;
             }
             NLMSG_OVERRUN => {
                 return Err(NetlinkError::Malformed(
@@ -250,71 +271,45 @@ pub fn parse_datagram(
     Ok(progress)
 }
 
-/// An open sock_diag socket, kept across reads, and its receive buffer.
+/// A sock_diag socket, opened at the first dump and kept across reads, and
+/// its receive buffer.
 pub struct Netlink {
     socket: Option<NlSocket>,
     buf: Vec<u8>,
     req: Vec<u8>,
     seq: u32,
-    /// Another network namespace to read, and the identity of the one the
-    /// open socket lives in.
-    namespace: Option<(PathBuf, Option<Identity>)>,
+    /// Another network namespace to open the socket in.
+    namespace: Option<PathBuf>,
     /// Read the sockets' addresses too (only networks need them).
-    pub addresses: bool,
+    addresses: bool,
 }
 
 impl Default for Netlink {
+    /// Reads collectd's own namespace, ports and states only.
     fn default() -> Self {
+        Netlink::new(None, false)
+    }
+}
+
+impl Netlink {
+    /// Reads the namespace at `namespace` (e.g. `/run/netns/web`), or the
+    /// caller's own for `None`; with `addresses`, fills in the sockets'
+    /// addresses.
+    pub fn new(namespace: Option<PathBuf>, addresses: bool) -> Netlink {
         Netlink {
             socket: None,
             buf: Vec::with_capacity(RECV_BUFFER),
             req: Vec::with_capacity(REQUEST_LEN),
             seq: 0,
-            namespace: None,
-            addresses: false,
-        }
-    }
-}
-
-/// Whether a namespace a [`Netlink`] reads is there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    /// The caller's own namespace, or the same one as last time.
-    Same,
-    /// There, but not the one the socket was opened in (or none was open):
-    /// the next dump opens a socket in it.
-    New,
-    /// Not there (deleted, or never made).
-    Gone,
-}
-
-impl Netlink {
-    /// Reads the namespace at `path` (e.g. `/run/netns/web`) instead of the
-    /// caller's own.
-    pub fn in_namespace(path: PathBuf) -> Netlink {
-        Netlink {
-            namespace: Some((path, None)),
-            ..Netlink::default()
+            namespace,
+            addresses,
         }
     }
 
-    /// Checks the namespace before a read; drops a socket whose namespace
-    /// was deleted or replaced, so the next dump opens one in the current.
-    pub fn check_namespace(&mut self) -> Presence {
-        let Some((path, opened)) = &self.namespace else {
-            return Presence::Same;
-        };
-        match (identity(path), opened, &self.socket) {
-            (Err(_), _, _) => {
-                self.socket = None;
-                Presence::Gone
-            }
-            (Ok(now), Some(then), Some(_)) if now == *then => Presence::Same,
-            (Ok(_), _, _) => {
-                self.socket = None;
-                Presence::New
-            }
-        }
+    /// Closes the socket: the next dump opens a new one (in the namespace
+    /// as it is then).
+    pub fn close(&mut self) {
+        self.socket = None;
     }
 
     /// Dumps the TCP sockets whose state is in `states` (a mask of
@@ -334,69 +329,44 @@ impl Netlink {
         result
     }
 
-    /// Opens the socket now if none is open (in the namespace, if any).
-    pub fn connect(&mut self) -> Result<(), NetlinkError> {
-        if self.socket.is_none() {
-            self.socket = Some(match &mut self.namespace {
-                None => open()?,
-                Some((path, opened)) => {
-                    let (socket, id) =
-                        run_in(path, open).map_err(|err| NetlinkError::Namespace {
-                            path: path.clone(),
-                            err,
-                        })?;
-                    *opened = Some(id);
-                    socket?
-                }
-            });
-        }
-        Ok(())
-    }
-
     fn try_dump(
         &mut self,
         states: u32,
         filter: &[u8],
         sink: &mut impl FnMut(&Socket),
     ) -> Result<Progress, NetlinkError> {
-        self.connect()?;
-        let Netlink {
-            socket,
-            buf,
-            req,
-            seq,
-            addresses,
-            ..
-        } = self;
-        let Some(socket) = socket.as_ref() else {
-            return Err(NetlinkError::Malformed("no socket".into()));
+        let socket = match self.socket.take() {
+            Some(socket) => socket,
+            None => open(self.namespace.as_deref())?,
         };
-        *seq = seq.wrapping_add(1);
-        request(req, *seq, states, filter);
+        let socket = &*self.socket.insert(socket);
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        request(&mut self.req, seq, states, filter);
         // No destination address (an unconnected netlink socket sends to
         // the kernel): with one, the kernel would judge the dump by the
         // reader's capabilities instead of the socket's (crate::caps).
         socket
-            .send(req, 0)
+            .send(&self.req, 0)
             .map_err(|err| NetlinkError::Io { call: "send", err })?;
         let mut progress = Progress::default();
         loop {
-            buf.clear();
-            let len = match socket.recv(buf, libc::MSG_TRUNC) {
+            self.buf.clear();
+            let len = match socket.recv(&mut self.buf, libc::MSG_TRUNC) {
                 Ok(len) => len,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(NetlinkError::Io { call: "recv", err }),
             };
-            if len > buf.len() {
+            if len > self.buf.len() {
                 return Err(NetlinkError::Malformed(format!(
                     "datagram of {len} bytes does not fit the {}-byte buffer",
-                    buf.len()
+                    self.buf.len()
                 )));
             }
             if len == 0 {
                 return Err(NetlinkError::Malformed("empty datagram".into()));
             }
-            let step = parse_datagram(&buf[..len], *seq, *addresses, sink)?;
+            let step = parse_datagram(&self.buf[..len], seq, self.addresses, sink)?;
             progress.interrupted |= step.interrupted;
             if step.done {
                 progress.done = true;
@@ -406,17 +376,32 @@ impl Netlink {
     }
 }
 
-fn open() -> Result<NlSocket, NetlinkError> {
-    let socket = {
-        // The socket's credentials, not the reader's, decide how much the
-        // kernel builds per socket (crate::caps).
-        let _lowered = WithoutNetAdmin::lower();
+/// Opens a sock_diag socket on a short-lived thread of its own: inside
+/// `namespace` if given, and without `CAP_NET_ADMIN` (crate::caps), so that
+/// no collectd thread ever changes its namespace or credentials.
+fn open(namespace: Option<&Path>) -> Result<NlSocket, NetlinkError> {
+    let opened = netns::on_own_thread(namespace, || {
+        caps::drop_net_admin();
         NlSocket::new(NETLINK_SOCK_DIAG)
-    }
-    .map_err(|err| NetlinkError::Io {
-        call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)",
-        err,
-    })?;
+    });
+    let socket = match (opened, namespace) {
+        (Ok(socket), _) => socket.map_err(|err| NetlinkError::Io {
+            call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)",
+            err,
+        })?,
+        (Err(err), Some(path)) => {
+            return Err(NetlinkError::Namespace {
+                path: path.to_path_buf(),
+                err,
+            })
+        }
+        (Err(err), None) => {
+            return Err(NetlinkError::Io {
+                call: "socket(AF_NETLINK, NETLINK_SOCK_DIAG)",
+                err,
+            })
+        }
+    };
     let timeout = libc::timeval {
         tv_sec: RECV_TIMEOUT_SECS,
         tv_usec: 0,

@@ -1,6 +1,7 @@
-//! Other network namespaces: their sockets are read through a netlink socket
-//! opened inside them. Only a short-lived thread ever joins a namespace, so
-//! collectd's own threads never change theirs.
+//! Short-lived threads for what must not touch collectd's own threads:
+//! joining another network namespace, and dropping a capability
+//! ([`crate::caps`]). Both change only the calling thread, and the thread
+//! ends with them.
 
 use std::fs::File;
 use std::io;
@@ -20,23 +21,31 @@ pub fn identity(path: &Path) -> io::Result<Identity> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Runs `f` on a new thread that has joined the network namespace at
-/// `path`; returns its result and the namespace's identity.
-pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> io::Result<(T, Identity)> {
+/// Runs `f` on a new thread, which first joins the network namespace at
+/// `namespace` if one is given. File descriptors `f` opens stay in the
+/// process (and a socket in the namespace it was opened in).
+pub fn on_own_thread<T: Send>(
+    namespace: Option<&Path>,
+    f: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
     std::thread::scope(|scope| {
-        let thread = scope.spawn(|| {
-            let file = File::open(path)?;
-            let meta = file.metadata()?;
-            // SAFETY: setns on a descriptor that stays open for the call; it
-            // changes the namespace of this thread only, which ends below.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok((f(), (meta.dev(), meta.ino())))
-        });
+        let thread = std::thread::Builder::new()
+            .name("tcpconns".into())
+            .spawn_scoped(scope, || {
+                if let Some(path) = namespace {
+                    let file = File::open(path)?;
+                    // SAFETY: setns on a descriptor that stays open for the
+                    // call; it changes the namespace of this thread only, which
+                    // ends below.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if rc != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(f())
+            })?;
         thread
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+            .unwrap_or_else(|_| Err(io::Error::other("the plugin's own thread panicked")))
     })
 }

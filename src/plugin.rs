@@ -16,8 +16,7 @@ use collectd_plugin::CollectdLoggerBuilder;
 use log::{error, info, warn, LevelFilter};
 
 use crate::config::{join_values, ConfigBuilder, ConfigError, Value};
-use crate::procfs::Procfs;
-use crate::source::Gatherer;
+use crate::source::{HostGatherer, NamespaceGatherer};
 use crate::state::TcpState;
 use crate::table::{Instance, PortTable};
 
@@ -40,6 +39,11 @@ struct Target {
     table: PortTable,
     gatherer: Gatherer,
     noted_ignored: bool,
+}
+
+enum Gatherer {
+    Host(HostGatherer),
+    Namespace(NamespaceGatherer),
 }
 
 /// A poisoned lock only means an earlier callback panicked; the data is
@@ -116,17 +120,42 @@ unsafe fn items<'a, T>(p: *const T, n: c_int) -> &'a [T] {
 /// plugin would have received; every bad option is logged, then collectd is
 /// told the configuration failed, which stops it at start.
 unsafe extern "C" fn config_callback(block: *mut oconfig_item_t) -> c_int {
-    if block.is_null() {
-        error!("collectd passed no configuration block");
-        return -1;
-    }
-    // SAFETY: collectd passes a valid configuration tree that lives for the
-    // duration of this call; nothing here keeps a pointer into it.
-    let block = unsafe { &*block };
-    // SAFETY: as above: children, keys, values and strings are collectd's,
-    // valid for this call.
+    guard("config", || {
+        fault("config");
+        if block.is_null() {
+            error!("collectd passed no configuration block");
+            return -1;
+        }
+        // SAFETY: collectd passes a valid configuration tree that lives for
+        // the duration of this call; nothing here keeps a pointer into it.
+        let options = unsafe { options(&*block) };
+        let mut status = 0;
+        let mut builder = lock(&OPTIONS);
+        let builder = builder.get_or_insert_with(ConfigBuilder::default);
+        for (key, value) in options {
+            let result = value.and_then(|value| builder.apply(&key, &value));
+            for warning in builder.take_warnings() {
+                warn!("{warning}");
+            }
+            if let Err(err) = result {
+                error!("{err}");
+                status = -1;
+            }
+        }
+        status
+    })
+}
+
+/// The options of one block as `(key, value)`: each value the string the C
+/// plugin would have received, or the error of a nested block.
+///
+/// # Safety
+/// `block` is a configuration tree from collectd, valid for this call.
+unsafe fn options(block: &oconfig_item_t) -> Vec<(String, Result<String, ConfigError>)> {
+    // SAFETY: children, keys, values and strings are collectd's, valid for
+    // this call (this function's contract).
     let children = unsafe { items(block.children, block.children_num) };
-    let options: Vec<(String, Result<String, ConfigError>)> = children
+    children
         .iter()
         .map(|child| {
             // SAFETY: see above.
@@ -155,24 +184,7 @@ unsafe extern "C" fn config_callback(block: *mut oconfig_item_t) -> c_int {
                 .collect();
             (key, Ok(join_values(&values)))
         })
-        .collect();
-    guard("config", || {
-        fault("config");
-        let mut status = 0;
-        let mut builder = lock(&OPTIONS);
-        let builder = builder.get_or_insert_with(ConfigBuilder::default);
-        for (key, value) in options {
-            let result = value.and_then(|value| builder.apply(&key, &value));
-            for warning in builder.take_warnings() {
-                warn!("{warning}");
-            }
-            if let Err(err) = result {
-                error!("{err}");
-                status = -1;
-            }
-        }
-        status
-    })
+        .collect()
 }
 
 /// A deliberate panic at `point` when the crate is built with the
@@ -203,19 +215,19 @@ unsafe extern "C" fn init_callback() -> c_int {
         let config = lock(&OPTIONS)
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
+        let table = PortTable::new(&config);
+        let addresses = table.wants_addresses();
         let mut targets = vec![Target {
             prefix: None,
-            table: PortTable::new(&config),
-            gatherer: Gatherer::new(Procfs::default()),
+            table,
+            gatherer: Gatherer::Host(HostGatherer::new(addresses)),
             noted_ignored: false,
         }];
         for ns in &config.namespaces {
-            let mut gatherer = Gatherer::for_namespace(ns);
-            gatherer.prepare();
             targets.push(Target {
                 prefix: Some(ns.name.clone()),
                 table: PortTable::new(&config),
-                gatherer,
+                gatherer: Gatherer::Namespace(NamespaceGatherer::new(ns, addresses)),
                 noted_ignored: false,
             });
         }
@@ -234,26 +246,30 @@ unsafe extern "C" fn read_callback() -> c_int {
         };
         let mut status = 0;
         for target in &mut reader.targets {
-            match target.gatherer.read(&mut target.table) {
-                Ok(Some(_)) => {
-                    if target.table.ignored() > 0 && !target.noted_ignored {
-                        info!(
-                            "ignoring {} sockets in states outside 1..11",
-                            target.table.ignored()
-                        );
-                        target.noted_ignored = true;
+            let read = match &mut target.gatherer {
+                Gatherer::Host(gatherer) => match gatherer.read(&mut target.table) {
+                    Ok(_) => true,
+                    Err(err) => {
+                        error!("reading sockets failed, nothing dispatched: {err}");
+                        status = -1;
+                        false
                     }
-                    dispatch(target.prefix.as_deref(), &target.table);
-                }
-                Ok(None) => {}
-                // Another namespace's failure is logged once by its gatherer
-                // and fails nothing else.
-                Err(_) if target.prefix.is_some() => {}
-                Err(err) => {
-                    error!("reading sockets failed, nothing dispatched: {err}");
-                    status = -1;
-                }
+                },
+                // Another namespace missing or failing is logged once by its
+                // gatherer and fails nothing else.
+                Gatherer::Namespace(gatherer) => gatherer.read(&mut target.table),
+            };
+            if !read {
+                continue;
             }
+            if target.table.ignored() > 0 && !target.noted_ignored {
+                info!(
+                    "ignoring {} sockets in states outside 1..11",
+                    target.table.ignored()
+                );
+                target.noted_ignored = true;
+            }
+            dispatch(target.prefix.as_deref(), &target.table);
         }
         status
     })

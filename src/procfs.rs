@@ -136,7 +136,11 @@ impl fmt::Display for ProcError {
     }
 }
 
-impl std::error::Error for ProcError {}
+impl std::error::Error for ProcError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.err)
+    }
+}
 
 /// The first line of a read that could not be parsed, and how many there were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,23 +157,18 @@ pub struct Procfs {
     /// never read and its buffer would only add to collectd's memory.
     buf: Vec<u8>,
     /// Parse addresses too (only networks need them).
-    pub addresses: bool,
-}
-
-impl Default for Procfs {
-    fn default() -> Self {
-        Procfs::new(Path::new("/proc/net"))
-    }
+    addresses: bool,
 }
 
 impl Procfs {
-    /// Reads `tcp` and `tcp6` under `dir`.
-    pub fn new(dir: &Path) -> Procfs {
+    /// Reads `tcp` and `tcp6` under `dir` (`/proc/net`: the calling thread's
+    /// namespace); with `addresses`, fills in the sockets' addresses.
+    pub fn new(dir: &Path, addresses: bool) -> Procfs {
         Procfs {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
             buf: Vec::new(),
-            addresses: false,
+            addresses,
         }
     }
 
@@ -331,7 +330,7 @@ mod tests {
 
     fn dump(dir: &Path, listeners_only: bool) -> (Vec<(u16, u16, u8)>, Option<BadLines>) {
         let mut got = Vec::new();
-        let bad = Procfs::new(dir)
+        let bad = Procfs::new(dir, false)
             .dump(listeners_only, &mut |s: &Socket| {
                 got.push((s.local, s.remote, s.state))
             })
@@ -432,7 +431,7 @@ mod tests {
         );
         std::fs::remove_file(dir.join("tcp")).unwrap();
         let mut sink = |_: &Socket| {};
-        let err = Procfs::new(&dir).dump(false, &mut sink).unwrap_err();
+        let err = Procfs::new(&dir, false).dump(false, &mut sink).unwrap_err();
         assert!(err
             .to_string()
             .starts_with(&format!("cannot read {}", dir.join("tcp").display())));

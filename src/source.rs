@@ -1,14 +1,19 @@
-//! Choosing where counts come from: netlink first, `/proc/net/tcp{,6}` when
-//! netlink fails, in the same read, so no interval is lost. Each change of
-//! source is logged once; netlink is retried after 1, 2, 4 ... 64 reads.
+//! Where a read's sockets come from. collectd's own namespace
+//! ([`HostGatherer`]): netlink first, `/proc/net/tcp{,6}` when netlink
+//! fails, in the same read, so no interval is lost; netlink is retried
+//! after 1, 2, 4 ... 64 reads. Another namespace ([`NamespaceGatherer`]):
+//! netlink only, skipped while the namespace is missing. Both log each
+//! change of state once, never once per read.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use log::{info, warn};
 
 use crate::config::Namespace;
 use crate::filter;
-use crate::netlink::{Netlink, NetlinkError, Presence};
+use crate::netlink::{Netlink, NetlinkError};
+use crate::netns::{identity, Identity};
 use crate::procfs::{ProcError, Procfs};
 use crate::socket::Socket;
 use crate::state::TcpState;
@@ -28,208 +33,58 @@ pub enum Source {
     Procfs,
 }
 
-/// Both sources failed: nothing is dispatched for this read.
+/// Both sources of collectd's own namespace failed: nothing is dispatched
+/// for this read.
 #[derive(Debug)]
 pub struct GatherError {
+    /// `None` when netlink was not tried in this read (waiting to retry).
     pub netlink: Option<NetlinkError>,
-    /// `None` for another namespace, which has no procfs fallback.
-    pub procfs: Option<ProcError>,
+    pub procfs: ProcError,
 }
 
 impl fmt::Display for GatherError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.netlink, &self.procfs) {
-            (Some(nl), Some(pe)) => write!(f, "netlink failed ({nl}) and {pe}"),
-            (Some(nl), None) => write!(f, "netlink failed: {nl}"),
-            (None, Some(pe)) => write!(f, "{pe}"),
-            (None, None) => write!(f, "no source"),
+        match &self.netlink {
+            Some(nl) => write!(f, "netlink failed ({nl}) and {}", self.procfs),
+            None => write!(f, "{}", self.procfs),
         }
     }
 }
 
-impl std::error::Error for GatherError {}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// No read yet.
-    Unknown,
-    Netlink,
-    /// On procfs; netlink is tried again when `wait` reads have passed.
-    Procfs {
-        wait: u32,
-        next_wait: u32,
-    },
-    /// Another namespace whose netlink fails (it has no procfs); tried every
-    /// read.
-    Failing,
+impl std::error::Error for GatherError {
+    /// The procfs error: the last thing tried.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.procfs)
+    }
 }
 
-/// Fills a [`PortTable`] once per read from the best source available.
-pub struct Gatherer {
+/// The netlink part of a read, the same for every namespace: the listening
+/// sockets first (when the table reports listening ports), then every
+/// socket of a reported port, filtered in the kernel; a dump the kernel
+/// flags as interrupted is done again.
+struct NetlinkStep {
     netlink: Netlink,
-    /// `None` for another namespace: its sockets come from netlink only.
-    procfs: Option<Procfs>,
-    /// Names the namespace in log lines; empty for collectd's own.
-    label: String,
-    /// The namespace was missing at the last read.
-    gone: bool,
-    mode: Mode,
-    warned_bad_lines: bool,
-    warned_interrupted: bool,
     /// Off once the kernel has refused a filter program.
     filtering: bool,
+    warned_interrupted: bool,
     local_ports: Vec<u16>,
     remote_ports: Vec<u16>,
     filter: filter::Builder,
 }
 
-impl Gatherer {
-    pub fn new(procfs: Procfs) -> Gatherer {
-        Gatherer::with(Netlink::default(), Some(procfs), String::new())
-    }
-
-    /// Reads another network namespace, through netlink only (procfs shows
-    /// collectd's own namespace).
-    pub fn for_namespace(ns: &Namespace) -> Gatherer {
-        Gatherer::with(
-            Netlink::in_namespace(ns.path.clone()),
-            None,
-            format!("namespace {} ({}): ", ns.name, ns.path.display()),
-        )
-    }
-
-    fn with(netlink: Netlink, procfs: Option<Procfs>, label: String) -> Gatherer {
-        Gatherer {
+impl NetlinkStep {
+    fn new(netlink: Netlink) -> NetlinkStep {
+        NetlinkStep {
             netlink,
-            procfs,
-            label,
-            gone: false,
-            mode: Mode::Unknown,
-            warned_bad_lines: false,
-            warned_interrupted: false,
             filtering: true,
+            warned_interrupted: false,
             local_ports: Vec::new(),
             remote_ports: Vec::new(),
             filter: filter::Builder::default(),
         }
     }
 
-    /// Fills `table` with this read's sockets. `Ok(None)`: another namespace
-    /// that is not there now; nothing to dispatch for it.
-    pub fn read(&mut self, table: &mut PortTable) -> Result<Option<Source>, GatherError> {
-        if self.procfs.is_none() {
-            return self.read_namespace(table);
-        }
-        let netlink_error = match self.mode {
-            Mode::Procfs { wait, next_wait } if wait > 0 => {
-                self.mode = Mode::Procfs {
-                    wait: wait - 1,
-                    next_wait,
-                };
-                None
-            }
-            _ => match self.gather_netlink(table) {
-                Ok(()) => {
-                    match self.mode {
-                        Mode::Unknown => info!("reading sockets from netlink (sock_diag)"),
-                        Mode::Procfs { .. } => {
-                            info!("netlink works again; reading sockets from netlink from now on")
-                        }
-                        Mode::Netlink | Mode::Failing => {}
-                    }
-                    self.mode = Mode::Netlink;
-                    return Ok(Some(Source::Netlink));
-                }
-                Err(err) => Some(err),
-            },
-        };
-        if let Some(err) = &netlink_error {
-            self.mode = match self.mode {
-                Mode::Procfs { next_wait, .. } => Mode::Procfs {
-                    wait: next_wait,
-                    next_wait: (next_wait * 2).min(MAX_RETRY_READS),
-                },
-                _ => {
-                    info!(
-                        "netlink failed: {err}; reading /proc/net/tcp and /proc/net/tcp6 \
-                         instead, netlink will be retried"
-                    );
-                    Mode::Procfs {
-                        wait: 1,
-                        next_wait: 2,
-                    }
-                }
-            };
-        }
-        match self.gather_procfs(table) {
-            Ok(()) => Ok(Some(Source::Procfs)),
-            Err(procfs) => Err(GatherError {
-                netlink: netlink_error,
-                procfs: Some(procfs),
-            }),
-        }
-    }
-
-    /// For another namespace, at init: opens its netlink socket now (on a
-    /// short-lived thread inside it), or notes that it is not there.
-    pub fn prepare(&mut self) {
-        if self.procfs.is_some() {
-            return;
-        }
-        if self.netlink.check_namespace() == Presence::Gone {
-            info!("{}not there; skipped until it is", self.label);
-            self.gone = true;
-        } else if let Err(err) = self.netlink.connect() {
-            warn!(
-                "{}netlink failed: {err}; nothing dispatched for it until it works",
-                self.label
-            );
-            self.mode = Mode::Failing;
-        }
-    }
-
-    /// Another namespace: skipped while it is missing, its socket reopened
-    /// when it comes back; each change logged once.
-    fn read_namespace(&mut self, table: &mut PortTable) -> Result<Option<Source>, GatherError> {
-        let label = self.label.clone();
-        match self.netlink.check_namespace() {
-            Presence::Gone => {
-                if !self.gone {
-                    info!("{label}not there; skipped until it is");
-                    self.gone = true;
-                }
-                return Ok(None);
-            }
-            Presence::New if self.gone || self.mode != Mode::Unknown => {
-                info!("{label}there (again); reading it");
-                self.mode = Mode::Unknown;
-            }
-            _ => {}
-        }
-        self.gone = false;
-        match self.gather_netlink(table) {
-            Ok(()) => {
-                if self.mode != Mode::Netlink {
-                    info!("{label}reading sockets from netlink (sock_diag)");
-                    self.mode = Mode::Netlink;
-                }
-                Ok(Some(Source::Netlink))
-            }
-            Err(err) => {
-                if self.mode != Mode::Failing {
-                    warn!("{label}netlink failed: {err}; nothing dispatched for it until it works");
-                    self.mode = Mode::Failing;
-                }
-                Err(GatherError {
-                    netlink: Some(err),
-                    procfs: None,
-                })
-            }
-        }
-    }
-
-    fn gather_netlink(&mut self, table: &mut PortTable) -> Result<(), NetlinkError> {
-        self.netlink.addresses = table.wants_addresses();
+    fn gather(&mut self, table: &mut PortTable) -> Result<(), NetlinkError> {
         let mut attempt = 0;
         loop {
             table.begin_read();
@@ -265,7 +120,7 @@ impl Gatherer {
                 {
                     warn!(
                         "the kernel refused the port filter (EINVAL); asking it for all \
-                             sockets from now on"
+                         sockets from now on"
                     );
                     self.filtering = false;
                     continue;
@@ -290,22 +145,107 @@ impl Gatherer {
             attempt += 1;
         }
     }
+}
+
+/// Where [`HostGatherer`] reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostMode {
+    /// No read yet.
+    Starting,
+    Netlink,
+    /// On procfs; netlink is tried again when `wait` reads have passed.
+    Procfs {
+        wait: u32,
+        next_wait: u32,
+    },
+}
+
+/// Fills a [`PortTable`] with the sockets of collectd's own namespace, once
+/// per read, from the best source available.
+pub struct HostGatherer {
+    step: NetlinkStep,
+    procfs: Procfs,
+    mode: HostMode,
+    warned_bad_lines: bool,
+}
+
+impl HostGatherer {
+    /// With `addresses`, both sources read the sockets' addresses too (only
+    /// networks need them).
+    pub fn new(addresses: bool) -> HostGatherer {
+        HostGatherer {
+            step: NetlinkStep::new(Netlink::new(None, addresses)),
+            procfs: Procfs::new(std::path::Path::new("/proc/net"), addresses),
+            mode: HostMode::Starting,
+            warned_bad_lines: false,
+        }
+    }
+
+    /// Fills `table` with this read's sockets.
+    pub fn read(&mut self, table: &mut PortTable) -> Result<Source, GatherError> {
+        let netlink_error = match self.mode {
+            HostMode::Procfs { wait, next_wait } if wait > 0 => {
+                self.mode = HostMode::Procfs {
+                    wait: wait - 1,
+                    next_wait,
+                };
+                None
+            }
+            _ => match self.step.gather(table) {
+                Ok(()) => {
+                    match self.mode {
+                        HostMode::Starting => info!("reading sockets from netlink (sock_diag)"),
+                        HostMode::Procfs { .. } => {
+                            info!("netlink works again; reading sockets from netlink from now on")
+                        }
+                        HostMode::Netlink => {}
+                    }
+                    self.mode = HostMode::Netlink;
+                    return Ok(Source::Netlink);
+                }
+                Err(err) => Some(err),
+            },
+        };
+        if let Some(err) = &netlink_error {
+            self.mode = match self.mode {
+                HostMode::Procfs { next_wait, .. } => HostMode::Procfs {
+                    wait: next_wait,
+                    next_wait: (next_wait * 2).min(MAX_RETRY_READS),
+                },
+                HostMode::Starting | HostMode::Netlink => {
+                    info!(
+                        "netlink failed: {err}; reading /proc/net/tcp and /proc/net/tcp6 \
+                         instead, netlink will be retried"
+                    );
+                    HostMode::Procfs {
+                        wait: 1,
+                        next_wait: 2,
+                    }
+                }
+            };
+        }
+        match self.gather_procfs(table) {
+            Ok(()) => Ok(Source::Procfs),
+            Err(procfs) => Err(GatherError {
+                netlink: netlink_error,
+                procfs,
+            }),
+        }
+    }
 
     fn gather_procfs(&mut self, table: &mut PortTable) -> Result<(), ProcError> {
         table.begin_read();
-        let Some(procfs) = self.procfs.as_mut() else {
-            return Ok(());
-        };
-        procfs.addresses = table.wants_addresses();
         let mut bad = None;
         if table.wants_listeners() {
-            bad = procfs.dump(true, &mut |s: &Socket| {
+            bad = self.procfs.dump(true, &mut |s: &Socket| {
                 if s.state == TcpState::Listen as u8 {
                     table.add_listener(s)
                 }
             })?;
         }
-        let all = procfs.dump(false, &mut |s: &Socket| table.count_socket(s))?;
+        let all = self
+            .procfs
+            .dump(false, &mut |s: &Socket| table.count_socket(s))?;
         match all.or(bad) {
             Some(bad) if !self.warned_bad_lines => {
                 warn!(
@@ -318,5 +258,97 @@ impl Gatherer {
             None => self.warned_bad_lines = false,
         }
         Ok(())
+    }
+}
+
+/// What [`NamespaceGatherer`] last saw of its namespace; each change is
+/// logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamespaceState {
+    /// No read yet.
+    Starting,
+    /// Not there (deleted, or never made).
+    Missing,
+    Reading,
+    /// There, but netlink fails in it (e.g. collectd may not enter it).
+    Failing,
+}
+
+/// Fills a [`PortTable`] with the sockets of another network namespace,
+/// through a netlink socket opened inside it. While the namespace is
+/// missing it is skipped; when it is made again (a new namespace under the
+/// same path) the socket is opened anew in it.
+pub struct NamespaceGatherer {
+    step: NetlinkStep,
+    path: PathBuf,
+    /// Names the namespace in log lines.
+    label: String,
+    /// The namespace the socket was opened in, by identity.
+    seen: Option<Identity>,
+    state: NamespaceState,
+}
+
+impl NamespaceGatherer {
+    /// With `addresses`, the sockets' addresses are read too.
+    pub fn new(ns: &Namespace, addresses: bool) -> NamespaceGatherer {
+        NamespaceGatherer {
+            step: NetlinkStep::new(Netlink::new(Some(ns.path.clone()), addresses)),
+            path: ns.path.clone(),
+            label: format!("namespace {} ({})", ns.name, ns.path.display()),
+            seen: None,
+            state: NamespaceState::Starting,
+        }
+    }
+
+    /// Fills `table` with this read's sockets; `false` when there is nothing
+    /// to dispatch for the namespace in this read (missing, or failing:
+    /// logged once when it starts).
+    pub fn read(&mut self, table: &mut PortTable) -> bool {
+        let Ok(now) = identity(&self.path) else {
+            self.step.netlink.close();
+            self.seen = None;
+            self.enter(NamespaceState::Missing, None);
+            return false;
+        };
+        if self.seen != Some(now) {
+            // First read, or a namespace made again under the same path.
+            if self.seen.is_some() || self.state == NamespaceState::Missing {
+                info!("{}: there (again); reading it", self.label);
+                self.state = NamespaceState::Starting;
+            }
+            self.step.netlink.close();
+            self.seen = Some(now);
+        }
+        match self.step.gather(table) {
+            Ok(()) => {
+                self.enter(NamespaceState::Reading, None);
+                true
+            }
+            Err(err) => {
+                self.enter(NamespaceState::Failing, Some(&err));
+                false
+            }
+        }
+    }
+
+    /// Moves to `state`, logging the change if it is one.
+    fn enter(&mut self, state: NamespaceState, err: Option<&NetlinkError>) {
+        if self.state == state {
+            return;
+        }
+        self.state = state;
+        match (state, err) {
+            (NamespaceState::Missing, _) => {
+                info!("{}: not there; skipped until it is", self.label)
+            }
+            (NamespaceState::Reading, _) => {
+                info!("{}: reading sockets from netlink (sock_diag)", self.label)
+            }
+            (NamespaceState::Failing, Some(err)) => warn!(
+                "{}: netlink failed: {err}; nothing dispatched for it until it works",
+                self.label
+            ),
+            (NamespaceState::Failing, None) | (NamespaceState::Starting, _) => {}
+        }
     }
 }

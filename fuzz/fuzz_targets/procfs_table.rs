@@ -105,8 +105,7 @@ fuzz_target!(|data: &[u8]| {
     want.2 = model(tcp, addresses, listeners_only, &mut want)
         && (!with_tcp6 || model(tcp6, addresses, listeners_only, &mut want));
 
-    let mut procfs = Procfs::new(dir);
-    procfs.addresses = addresses;
+    let mut procfs = Procfs::new(dir, addresses);
     let mut got = Vec::new();
     let result = procfs.dump(listeners_only, &mut |s: &Socket| {
         if listeners_only {

@@ -375,11 +375,11 @@ echo "RSS of the long-running daemon (collectd -f with the csv writer, smaps_rol
 echo
 awk -F'\t' '{ k = $1 "\t" $2 "\t" $3; hwm[k, $4] = $5; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
   END {
-    printf "%-9s  %6s  %-7s  %8s  %8s  %11s\n", "case", "N", "config", "C KiB", "ours KiB", "ours-C KiB"
-    printf "%-9s  %6s  %-7s  %8s  %8s  %11s\n", "---------", "------", "-------", "--------", "--------", "-----------"
+    printf "%-9s  %6s  %-7s  %8s  %8s  %10s\n", "case", "N", "config", "C KiB", "ours KiB", "ours-C KiB"
+    printf "%-9s  %6s  %-7s  %8s  %8s  %10s\n", "---------", "------", "-------", "--------", "--------", "----------"
     for (i = 1; i <= n; i++) {
       split(order[i], f, "\t"); c = hwm[order[i], "c"]; o = hwm[order[i], "ours"]
-      printf "%-9s  %6s  %-7s  %8d  %8d  %11s\n", f[1], f[2], f[3], c, o, (c > 0 && o > 0 ? sprintf("%+d", o - c) : "n/a")
+      printf "%-9s  %6s  %-7s  %8d  %8d  %10s\n", f[1], f[2], f[3], c, o, (c > 0 && o > 0 ? sprintf("%+d", o - c) : "n/a")
     }
   }' "$work/daemon.tsv"
 echo

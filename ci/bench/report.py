@@ -7,8 +7,10 @@ Medians over the repetitions; "net" is a variant's median CPU minus the
 median of the baseline (collectd without tcpconns) measured in the same
 rounds, i.e. what loading, initialising, one read and unloading of the
 plugin cost. Peak RSS is the exact peak of `runstat -m` (runstat.c says why
-not ru_maxrss, which the raw table shows too). Nothing is asserted: this
-only prints.
+not ru_maxrss, which the raw table shows too); memory is reported as ours
+minus C in KiB, the figure the goal is about (GOALS below). Nothing is
+asserted: this only prints, the goals with the figures measured against
+them.
 """
 import statistics
 import sys
@@ -17,6 +19,20 @@ from collections import defaultdict
 CASES = ["base", "1k-listen", "timewait"]
 CONFIGS = ["default", "summary", "ports"]
 VARIANTS = ["c", "ours", "none"]
+
+# The goals (issue #12), at 100k connections (200k sockets): CPU per read
+# ours/C for each (case, config), and memory as a difference, not a ratio:
+# what collectd's whole RSS is made of moves by hundreds of KiB between
+# starts for either plugin, and the plugin's share is a fixed cost that
+# must not grow with the socket count.
+GOAL_N = 100000
+CPU_GOALS = [  # (config, cases, ours/C at most)
+    ("ports", ["base", "1k-listen", "timewait"], 0.50),
+    ("default", ["base", "timewait"], 0.95),
+    ("default", ["1k-listen"], 0.25),
+    ("summary", ["base", "1k-listen", "timewait"], 1.0),
+]
+RSS_GOAL_KIB = 512
 
 
 def table(header, rows, align):
@@ -52,6 +68,7 @@ def main(path):
         return statistics.median(r[i] for r in runs[key])
 
     main_rows, raw_rows, kernel_rows = [], [], []
+    cpu_ratio, rss_diff = {}, {}
     for case, n, config in keys:
         k = {v: (case, n, config, v) for v in VARIANTS}
         if not all(k[v] in runs for v in VARIANTS):
@@ -62,7 +79,9 @@ def main(path):
         c_rss, o_rss = med(k["c"], 3), med(k["ours"], 3)
         main_rows.append([case, n, config, "%.2f" % c_net, "%.2f" % o_net,
                           ratio(o_net, c_net, 0.1), "%d" % c_rss, "%d" % o_rss,
-                          "%.2f" % (o_rss / c_rss)])
+                          "%+d" % (o_rss - c_rss)])
+        cpu_ratio[(case, n, config)] = o_net / c_net if c_net >= 0.1 and o_net >= 0 else None
+        rss_diff[(case, n, config)] = o_rss - c_rss
         bare = {m: (case, n, "kernel", m) for m in ("all", "ports")}
         if config == "ports" and all(b in runs for b in bare.values()):
             b_all, b_ports = med(bare["all"], 0), med(bare["ports"], 0)
@@ -81,7 +100,7 @@ def main(path):
           " minus without it; user+system ms), and peak RSS of the whole collectd process:")
     print()
     print(table(["case", "N", "config", "C ms/read", "ours ms/read", "ours/C",
-                 "peak RSS C KiB", "peak RSS ours KiB", "RSS ours/C"],
+                 "peak RSS C KiB", "peak RSS ours KiB", "RSS ours-C KiB"],
                 main_rows, "lrlrrrrrr"))
     print()
     if kernel_rows:
@@ -95,6 +114,8 @@ def main(path):
         print(table(["case", "N", "all ms", "ports ms", "ports/all", "ours/C ports"],
                     kernel_rows, "lrrrrr"))
         print()
+    goals(cpu_ratio, rss_diff)
+    print()
     print("Raw medians per variant (c = Debian's C plugin, ours, none = baseline"
           " without tcpconns), with the spread over repetitions.")
     print("cpu = user + sys of the whole collectd -T process; the user/sys split is"
@@ -105,6 +126,50 @@ def main(path):
     print(table(["case", "N", "config", "variant", "reps", "cpu ms", "user ms", "sys ms",
                  "cpu min-max", "peak RSS KiB", "RSS vs none", "ru_maxrss KiB", "wall ms"],
                 raw_rows, "lrllrrrrrrrrr"))
+
+
+def goals(cpu_ratio, rss_diff):
+    """The figures against the goals; a verdict per line, nothing asserted."""
+    if not rss_diff:
+        return
+    sizes = sorted({k[1] for k in rss_diff})
+    n = GOAL_N if GOAL_N in sizes else sizes[-1]
+    print("Against the goals: CPU ours/C at N=%d%s; memory (peak RSS ours minus C)"
+          " over every row." % (n, "" if n == GOAL_N else
+                               " (the goals are for N=%d, not measured here)" % GOAL_N))
+    print()
+    rows = []
+    for config, cases, limit in CPU_GOALS:
+        got = [(c, cpu_ratio.get((c, n, config))) for c in cases
+               if (c, n, config) in cpu_ratio]
+        if not got:
+            continue
+        met = all(r is not None and round(r, 2) <= limit for _, r in got)
+        rows.append(["CPU %s" % config, "<= %.2f" % limit,
+                     "  ".join("%s %s" % (c, "n/a" if r is None else "%.2f" % r)
+                               for c, r in got),
+                     "yes" if met else "NO"])
+    diffs = list(rss_diff.values())
+    rows.append(["RSS ours-C", "<= %d KiB" % RSS_GOAL_KIB,
+                 "%+d..%+d KiB" % (min(diffs), max(diffs)),
+                 "yes" if max(diffs) <= RSS_GOAL_KIB else "NO"])
+    if len(sizes) > 1:
+        # The same case and config at the smallest and the largest N: the
+        # plugin's memory must not grow with the socket count.
+        growth = [rss_diff[(c, sizes[-1], cfg)] - rss_diff[(c, sizes[0], cfg)]
+                  for (c, m, cfg) in rss_diff
+                  if m == sizes[0] and (c, sizes[-1], cfg) in rss_diff]
+        if growth:
+            rows.append(["RSS ours-C, N=%d -> %d" % (sizes[0], sizes[-1]),
+                         "no growth", "%+d..%+d KiB" % (min(growth), max(growth)),
+                         "-"])
+    print(table(["goal", "target", "measured", "met"], rows, "llll"))
+    if len(sizes) > 1:
+        print()
+        print("The last line is the change of ours-C from N=%d to N=%d for each case and config;"
+              " it gets no verdict:" % (sizes[0], sizes[-1]))
+        print("a few tens of KiB either way is the spread of single medians, a growth in every"
+              " row would be the plugin's.")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ use std::path::PathBuf;
 use crate::network::Network;
 
 /// The keys the plugin knows, matched case-insensitively.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "ListeningPorts",
     "LocalPort",
     "RemotePort",
     "AllPortsSummary",
     "AcceptQueue",
+    "ConnectionHealth",
     "LocalNetwork",
     "RemoteNetwork",
     "Namespace",
@@ -35,6 +36,9 @@ pub struct Config {
     pub remote_ports: Vec<u16>,
     /// Also report each reported local port's accept queue (`queue_length`).
     pub accept_queue: bool,
+    /// Also report, per series, queued bytes, round-trip time and
+    /// retransmissions (`ConnectionHealth`).
+    pub connection_health: bool,
     /// Networks reported as `<net>_<prefix>-local`, by local address.
     pub local_networks: Vec<Network>,
     /// Networks reported as `<net>_<prefix>-remote`, by remote address.
@@ -119,6 +123,7 @@ pub struct ConfigBuilder {
     listening_ports: bool,
     all_ports_summary: bool,
     accept_queue: bool,
+    connection_health: bool,
     namespaces: Vec<Namespace>,
     local_networks: BTreeSet<Network>,
     remote_networks: BTreeSet<Network>,
@@ -136,6 +141,8 @@ impl ConfigBuilder {
             self.all_ports_summary = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("AcceptQueue") {
             self.accept_queue = self.boolean(key, value);
+        } else if key.eq_ignore_ascii_case("ConnectionHealth") {
+            self.connection_health = self.boolean(key, value);
         } else if key.eq_ignore_ascii_case("LocalNetwork") {
             let nets = parse_networks(key, value)?;
             self.local_networks.extend(nets);
@@ -187,6 +194,7 @@ impl ConfigBuilder {
             local_ports: self.local_ports.iter().copied().collect(),
             remote_ports: self.remote_ports.iter().copied().collect(),
             accept_queue: self.accept_queue,
+            connection_health: self.connection_health,
             local_networks: self.local_networks.iter().copied().collect(),
             remote_networks: self.remote_networks.iter().copied().collect(),
             namespaces: self.namespaces.clone(),
@@ -427,6 +435,15 @@ mod tests {
     }
 
     #[test]
+    fn connection_health_is_off_unless_asked_and_selects_nothing_by_itself() {
+        assert!(!cfg(&[]).unwrap().connection_health);
+        let c = cfg(&[("connectionhealth", "yes")]).unwrap();
+        assert!(c.connection_health && c.listening_ports);
+        let c = cfg(&[("ConnectionHealth", "true"), ("LocalPort", "443")]).unwrap();
+        assert!(c.connection_health && !c.listening_ports);
+    }
+
+    #[test]
     fn namespaces_are_named_from_their_path_or_explicitly() {
         let c = cfg(&[
             ("Namespace", "/run/netns/web"),
@@ -594,8 +611,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
-             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, LocalNetwork, \
-             RemoteNetwork, Namespace"
+             ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, \
+             ConnectionHealth, LocalNetwork, RemoteNetwork, Namespace"
         );
     }
 

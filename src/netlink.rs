@@ -19,7 +19,7 @@ use crate::caps;
 use crate::filter::REQ_BYTECODE;
 use crate::netns;
 use crate::network::mapped;
-use crate::socket::Socket;
+use crate::socket::{Fields, Socket, TcpInfo};
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
 /// only names the newer per-family `SOCK_DIAG_BY_FAMILY`.
@@ -46,6 +46,16 @@ const MSG_SRC_AT: usize = 8;
 const MSG_DST_AT: usize = 24;
 const MSG_RQUEUE_AT: usize = 56;
 const MSG_WQUEUE_AT: usize = 60;
+
+/// `INET_DIAG_INFO`: the attribute that carries `struct tcp_info`, asked for
+/// with bit `INET_DIAG_INFO - 1` of the request's `idiag_ext`.
+const INET_DIAG_INFO: u16 = 2;
+/// `struct rtattr`: length (including itself), then the type.
+const RTA_HEADER_LEN: usize = 4;
+// `struct tcp_info`: the two fields read, and the length that holds both.
+const TCPI_RETRANS_AT: usize = 36;
+const TCPI_RTT_AT: usize = 68;
+const TCPI_MIN_LEN: usize = 72;
 /// Legacy `struct inet_diag_req`: family, src_len, dst_len, ext, a 48-byte
 /// `inet_diag_sockid`, then `idiag_states` and `idiag_dbs`.
 const LEGACY_REQ_LEN: usize = 60;
@@ -117,8 +127,9 @@ pub struct Progress {
 
 /// Writes into `out` one legacy dump request for the sockets in `states` (a
 /// mask of `1 << state`), with a kernel-side filter program when `filter` is
-/// not empty (see [`crate::filter`]).
-pub fn request(out: &mut Vec<u8>, seq: u32, states: u32, filter: &[u8]) {
+/// not empty (see [`crate::filter`]), and `tcp_info` for each full socket
+/// with `info`.
+pub fn request(out: &mut Vec<u8>, seq: u32, states: u32, filter: &[u8], info: bool) {
     let attr_len = if filter.is_empty() {
         0
     } else {
@@ -135,7 +146,8 @@ pub fn request(out: &mut Vec<u8>, seq: u32, states: u32, filter: &[u8]) {
     // struct inet_diag_req. The family is ignored for legacy dumps (both
     // families are walked); AF_INET is what the C plugin sends. Then
     // src_len, dst_len, ext, and a zero inet_diag_sockid.
-    out.extend_from_slice(&[AF_INET, 0, 0, 0]);
+    let ext = if info { 1 << (INET_DIAG_INFO - 1) } else { 0 };
+    out.extend_from_slice(&[AF_INET, 0, 0, ext]);
     out.extend_from_slice(&[0; 48]);
     out.extend_from_slice(&states.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes());
@@ -168,15 +180,44 @@ fn kernel_status(what: &str, status: i32) -> Result<(), NetlinkError> {
     }
 }
 
+/// The `tcp_info` fields of an `INET_DIAG_INFO` attribute among `attrs`
+/// (what follows the `inet_diag_msg`), if there is one.
+fn tcp_info(mut attrs: &[u8]) -> Result<Option<TcpInfo>, NetlinkError> {
+    while attrs.len() >= RTA_HEADER_LEN {
+        let len = usize::from(u16_ne(attrs, 0));
+        if len < RTA_HEADER_LEN || len > attrs.len() {
+            return Err(NetlinkError::Malformed(format!(
+                "attribute length {len} with {} bytes left in the message",
+                attrs.len()
+            )));
+        }
+        if u16_ne(attrs, 2) == INET_DIAG_INFO {
+            let info = &attrs[RTA_HEADER_LEN..len];
+            if info.len() < TCPI_MIN_LEN {
+                return Err(NetlinkError::Malformed(format!(
+                    "tcp_info of {} bytes, expected at least {TCPI_MIN_LEN}",
+                    info.len()
+                )));
+            }
+            return Ok(Some(TcpInfo {
+                rtt_us: u32_ne(info, TCPI_RTT_AT),
+                retrans: u32_ne(info, TCPI_RETRANS_AT),
+            }));
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    Ok(None)
+}
+
 /// Parses one received datagram of a dump with sequence number `seq`,
 /// feeding every socket to `sink`. Messages with another sequence number
 /// (left from an earlier dump) are skipped. Reads the state, the two ports
-/// and the queue fields of each socket, and its addresses only with
-/// `addresses` (only networks need them; otherwise they stay zero).
+/// and the queue fields of each socket, and what `fields` asks for: the
+/// addresses (otherwise they stay zero), `tcp_info` (otherwise `None`).
 pub fn parse_datagram(
     datagram: &[u8],
     seq: u32,
-    addresses: bool,
+    fields: Fields,
     sink: &mut impl FnMut(&Socket),
 ) -> Result<Progress, NetlinkError> {
     let mut progress = Progress::default();
@@ -217,7 +258,7 @@ pub fn parse_datagram(
                 }
                 let addr = |at: usize| -> [u8; 16] {
                     let mut a = [0u8; 16];
-                    if !addresses {
+                    if !fields.addresses {
                         return a;
                     }
                     a.copy_from_slice(&payload[at..at + 16]);
@@ -228,14 +269,20 @@ pub fn parse_datagram(
                     }
                 };
                 let port = |at: usize| u16::from_be_bytes([payload[at], payload[at + 1]]);
+                let info = if fields.health {
+                    tcp_info(&payload[RESPONSE_LEN..])?
+                } else {
+                    None
+                };
                 sink(&Socket {
                     local: port(MSG_SPORT_AT),
                     remote: port(MSG_DPORT_AT),
                     state: payload[MSG_STATE_AT],
-                    queue: u32_ne(payload, MSG_RQUEUE_AT),
-                    queue_limit: Some(u32_ne(payload, MSG_WQUEUE_AT)),
+                    rqueue: u32_ne(payload, MSG_RQUEUE_AT),
+                    wqueue: Some(u32_ne(payload, MSG_WQUEUE_AT)),
                     local_addr: addr(MSG_SRC_AT),
                     remote_addr: addr(MSG_DST_AT),
+                    info,
                 });
             }
             NLMSG_DONE => {
@@ -280,29 +327,28 @@ pub struct Netlink {
     seq: u32,
     /// Another network namespace to open the socket in.
     namespace: Option<PathBuf>,
-    /// Read the sockets' addresses too (only networks need them).
-    addresses: bool,
+    fields: Fields,
 }
 
 impl Default for Netlink {
     /// Reads collectd's own namespace, ports and states only.
     fn default() -> Self {
-        Netlink::new(None, false)
+        Netlink::new(None, Fields::default())
     }
 }
 
 impl Netlink {
     /// Reads the namespace at `namespace` (e.g. `/run/netns/web`), or the
-    /// caller's own for `None`; with `addresses`, fills in the sockets'
-    /// addresses.
-    pub fn new(namespace: Option<PathBuf>, addresses: bool) -> Netlink {
+    /// caller's own for `None`, reading of each socket what `fields` asks
+    /// for.
+    pub fn new(namespace: Option<PathBuf>, fields: Fields) -> Netlink {
         Netlink {
             socket: None,
             buf: Vec::with_capacity(RECV_BUFFER),
             req: Vec::with_capacity(REQUEST_LEN),
             seq: 0,
             namespace,
-            addresses,
+            fields,
         }
     }
 
@@ -342,7 +388,7 @@ impl Netlink {
         let socket = &*self.socket.insert(socket);
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        request(&mut self.req, seq, states, filter);
+        request(&mut self.req, seq, states, filter, self.fields.health);
         // No destination address (an unconnected netlink socket sends to
         // the kernel): with one, the kernel would judge the dump by the
         // reader's capabilities instead of the socket's (crate::caps).
@@ -366,7 +412,7 @@ impl Netlink {
             if len == 0 {
                 return Err(NetlinkError::Malformed("empty datagram".into()));
             }
-            let step = parse_datagram(&self.buf[..len], seq, self.addresses, sink)?;
+            let step = parse_datagram(&self.buf[..len], seq, self.fields, sink)?;
             progress.interrupted |= step.interrupted;
             if step.done {
                 progress.done = true;
@@ -469,7 +515,7 @@ mod tests {
         let mut last = Progress::default();
         for d in datagrams(file) {
             assert!(!last.done, "data after NLMSG_DONE");
-            last = parse_datagram(d, seq, false, &mut |s: &Socket| {
+            last = parse_datagram(d, seq, Fields::default(), &mut |s: &Socket| {
                 got.push((s.local, s.remote, s.state))
             })
             .unwrap();
@@ -505,10 +551,19 @@ mod tests {
 
     fn collect(d: &[u8], seq: u32) -> Result<(Triples, Progress), NetlinkError> {
         let mut got = Vec::new();
-        let p = parse_datagram(d, seq, false, &mut |s: &Socket| {
+        let p = parse_datagram(d, seq, Fields::default(), &mut |s: &Socket| {
             got.push((s.local, s.remote, s.state))
         })?;
         Ok((got, p))
+    }
+
+    #[test]
+    fn tcp_info_is_asked_for_in_ext_only_with_health() {
+        let mut req = Vec::new();
+        request(&mut req, 1, 0xffe, &[], true);
+        assert_eq!(req[HEADER_LEN + 3], 1 << (INET_DIAG_INFO - 1));
+        request(&mut req, 1, 0xffe, &[], false);
+        assert_eq!(req[HEADER_LEN + 3], 0);
     }
 
     #[test]
@@ -518,7 +573,7 @@ mod tests {
         want.extend_from_slice(&[0; 48]);
         want.extend(hex_bytes("ff0f0000 00000000"));
         let mut got = Vec::new();
-        request(&mut got, 7, 0xfff, &[]);
+        request(&mut got, 7, 0xfff, &[], false);
         assert_eq!(got, want);
     }
 
@@ -527,7 +582,7 @@ mod tests {
         let mut bc = Vec::new();
         assert!(crate::filter::build(&mut bc, &[22], &[]));
         let mut got = Vec::new();
-        request(&mut got, 1, 0xffe, &bc);
+        request(&mut got, 1, 0xffe, &bc, false);
         assert_eq!(got.len(), REQUEST_LEN + 4 + bc.len());
         assert_eq!(u32_ne(&got, 0) as usize, got.len());
         assert_eq!(u16_ne(&got, REQUEST_LEN) as usize, 4 + bc.len());
@@ -584,7 +639,11 @@ mod tests {
                     };
                     for addresses in [true, false] {
                         let mut seen = Vec::new();
-                        parse_datagram(&rest[..len], 7, addresses, &mut |s: &Socket| {
+                        let fields = Fields {
+                            addresses,
+                            health: false,
+                        };
+                        parse_datagram(&rest[..len], 7, fields, &mut |s: &Socket| {
                             seen.push((s.local_addr, s.remote_addr))
                         })
                         .unwrap();
@@ -604,6 +663,129 @@ mod tests {
             }
         }
         assert_eq!(checked, expected(EXPECTED_ALL).len());
+    }
+
+    /// `netlink_dump_info.bin`: a dump with `INET_DIAG_INFO` asked for, of a
+    /// listener, an idle connection, 1,000 bytes unread by the server, a
+    /// server whose client reads nothing (its send queue full), and a
+    /// TIME_WAIT socket (tests/fixtures/capture_info.py; `ss_Htani.txt` is
+    /// `ss -tani` at the same moment).
+    const DUMP_INFO: &[u8] = include_bytes!("../tests/fixtures/netlink_dump_info.bin");
+
+    fn health_dump() -> Vec<Socket> {
+        let fields = Fields {
+            addresses: false,
+            health: true,
+        };
+        let mut got = Vec::new();
+        for d in datagrams(DUMP_INFO) {
+            parse_datagram(d, 9, fields, &mut |s: &Socket| got.push(*s)).unwrap();
+        }
+        got.sort_by_key(|s| (s.local, s.remote));
+        got
+    }
+
+    #[test]
+    fn tcp_info_and_queues_agree_with_ss() {
+        let got = health_dump();
+        let row = |local, remote| {
+            got.iter()
+                .find(|s| (s.local, s.remote) == (local, remote))
+                .unwrap_or_else(|| panic!("no socket {local} -> {remote}"))
+        };
+        // ss: "ESTAB 1000 0 127.0.0.1:8080 127.0.0.1:55420 ... rtt:0.009/0.004"
+        let s = row(8080, 55420);
+        assert_eq!((s.rqueue, s.wqueue), (1000, Some(0)));
+        assert_eq!(s.info.map(|i| i.rtt_us), Some(9));
+        // ss: "ESTAB 0 3782144 127.0.0.1:8080 127.0.0.1:55432 ... rtt:4.717/9.393
+        // ... retrans:0/1"
+        let s = row(8080, 55432);
+        assert_eq!((s.rqueue, s.wqueue), (0, Some(3_782_144)));
+        assert_eq!(
+            s.info,
+            Some(TcpInfo {
+                rtt_us: 4717,
+                retrans: 0
+            })
+        );
+        // ss: "ESTAB 128512 0 127.0.0.1:55432 127.0.0.1:8080"
+        assert_eq!(row(55432, 8080).rqueue, 128_512);
+        // A TIME_WAIT socket carries no tcp_info.
+        let tw = got.iter().find(|s| s.state == 6).unwrap();
+        assert_eq!(tw.info, None);
+        assert_eq!(got.len(), 8);
+        // Not asked for: none.
+        for d in datagrams(DUMP_INFO) {
+            parse_datagram(d, 9, Fields::default(), &mut |s: &Socket| {
+                assert_eq!(s.info, None)
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn tcp_info_agrees_with_netlink_packet_sock_diag() {
+        use netlink_packet_sock_diag::inet::nlas::Nla;
+        use netlink_packet_sock_diag::inet::{InetResponse, InetResponseBuffer};
+        let ours = health_dump();
+        let mut checked = 0;
+        for d in datagrams(DUMP_INFO) {
+            let mut rest = d;
+            while !rest.is_empty() {
+                let len = u32_ne(rest, NLMSG_LEN_AT) as usize;
+                if u16_ne(rest, NLMSG_TYPE_AT) == TCPDIAG_GETSOCK {
+                    let payload = &rest[HEADER_LEN..len];
+                    let theirs = InetResponse::parse(&InetResponseBuffer::new(&payload)).unwrap();
+                    let info = theirs.nlas.iter().find_map(|nla| match nla {
+                        Nla::TcpInfo(i) => Some(TcpInfo {
+                            rtt_us: i.rtt,
+                            retrans: i.retrans,
+                        }),
+                        _ => None,
+                    });
+                    let id = &theirs.header.socket_id;
+                    let s = ours
+                        .iter()
+                        .find(|s| (s.local, s.remote) == (id.source_port, id.destination_port))
+                        .unwrap();
+                    assert_eq!(s.info, info, "{s:?}");
+                    assert_eq!(s.rqueue, theirs.header.recv_queue);
+                    assert_eq!(s.wqueue, Some(theirs.header.send_queue));
+                    checked += 1;
+                }
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+            }
+        }
+        assert_eq!(checked, ours.len());
+    }
+
+    #[test]
+    fn a_malformed_attribute_is_an_error_not_a_panic() {
+        let health = Fields {
+            addresses: false,
+            health: true,
+        };
+        let mut p = vec![0u8; RESPONSE_LEN];
+        p[MSG_STATE_AT] = 1;
+        for attrs in [
+            // Length past the end.
+            vec![40, 0, 2, 0, 0, 0, 0, 0],
+            // Length below its own header.
+            vec![2, 0, 2, 0],
+            // A tcp_info too short to hold tcpi_rtt.
+            vec![8, 0, 2, 0, 1, 2, 3, 4],
+        ] {
+            let mut payload = p.clone();
+            payload.extend(&attrs);
+            let d = message(TCPDIAG_GETSOCK, 2, 1, &payload);
+            let err = parse_datagram(&d, 1, health, &mut |_: &Socket| {}).unwrap_err();
+            assert!(
+                matches!(err, NetlinkError::Malformed(_)),
+                "{attrs:?}: {err}"
+            );
+            // Attributes are not looked at unless asked for.
+            assert!(parse_datagram(&d, 1, Fields::default(), &mut |_: &Socket| {}).is_ok());
+        }
     }
 
     #[test]
@@ -637,7 +819,7 @@ mod tests {
     fn nlmsg_error_names_the_errno_and_ack_is_not_an_error() {
         let mut payload = (-libc::EACCES).to_ne_bytes().to_vec();
         let mut req = Vec::new();
-        request(&mut req, 5, 0xfff, &[]);
+        request(&mut req, 5, 0xfff, &[], false);
         payload.extend_from_slice(&req[..HEADER_LEN]);
         let err = collect(&message(NLMSG_ERROR, 0, 5, &payload), 5).unwrap_err();
         assert!(matches!(err, NetlinkError::Kernel { errno } if errno == libc::EACCES));

@@ -16,9 +16,9 @@ use collectd_plugin::CollectdLoggerBuilder;
 use log::{error, info, warn, LevelFilter};
 
 use crate::config::{join_values, ConfigBuilder, ConfigError, Value};
-use crate::source::{HostGatherer, NamespaceGatherer};
+use crate::source::{HostGatherer, NamespaceGatherer, Source};
 use crate::state::TcpState;
-use crate::table::{Instance, PortTable};
+use crate::table::{Health, Instance, PortTable};
 
 const NAME: &CStr = c"tcpconns";
 
@@ -216,18 +216,18 @@ unsafe extern "C" fn init_callback() -> c_int {
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
         let table = PortTable::new(&config);
-        let addresses = table.wants_addresses();
+        let fields = table.fields();
         let mut targets = vec![Target {
             prefix: None,
             table,
-            gatherer: Gatherer::Host(HostGatherer::new(addresses)),
+            gatherer: Gatherer::Host(HostGatherer::new(fields)),
             noted_ignored: false,
         }];
         for ns in &config.namespaces {
             targets.push(Target {
                 prefix: Some(ns.name.clone()),
                 table: PortTable::new(&config),
-                gatherer: Gatherer::Namespace(NamespaceGatherer::new(ns, addresses)),
+                gatherer: Gatherer::Namespace(NamespaceGatherer::new(ns, fields)),
                 noted_ignored: false,
             });
         }
@@ -246,22 +246,24 @@ unsafe extern "C" fn read_callback() -> c_int {
         };
         let mut status = 0;
         for target in &mut reader.targets {
-            let read = match &mut target.gatherer {
+            let source = match &mut target.gatherer {
                 Gatherer::Host(gatherer) => match gatherer.read(&mut target.table) {
-                    Ok(_) => true,
+                    Ok(source) => source,
                     Err(err) => {
                         error!("reading sockets failed, nothing dispatched: {err}");
                         status = -1;
-                        false
+                        continue;
                     }
                 },
                 // Another namespace missing or failing is logged once by its
                 // gatherer and fails nothing else.
-                Gatherer::Namespace(gatherer) => gatherer.read(&mut target.table),
+                Gatherer::Namespace(gatherer) => {
+                    if !gatherer.read(&mut target.table) {
+                        continue;
+                    }
+                    Source::Netlink
+                }
             };
-            if !read {
-                continue;
-            }
             if target.table.ignored() > 0 && !target.noted_ignored {
                 info!(
                     "ignoring {} sockets in states outside 1..11",
@@ -269,7 +271,7 @@ unsafe extern "C" fn read_callback() -> c_int {
                 );
                 target.noted_ignored = true;
             }
-            dispatch(target.prefix.as_deref(), &target.table);
+            dispatch(target.prefix.as_deref(), &target.table, source);
         }
         status
     })
@@ -330,9 +332,39 @@ fn submit(vl: &mut value_list_t, type_: &[u8], type_instance: &[u8], gauge: f64)
     vl.values = std::ptr::null_mut();
 }
 
-/// One value list per series and state, as the C plugin sends them; then,
-/// with `AcceptQueue`, the accept queues.
-fn dispatch(prefix: Option<&str>, table: &PortTable) {
+/// A series' [`Health`]: queued bytes from either source; round-trip times
+/// and retransmissions only from netlink (`/proc` has no `tcp_info`: left
+/// out, not made up), and round-trip times only when the series has
+/// ESTABLISHED connections (no RTT is not an RTT of 0 s).
+fn submit_health(vl: &mut value_list_t, health: &Health, source: Source) {
+    submit(vl, b"bytes", b"send_queue", health.send_queue as f64);
+    submit(vl, b"bytes", b"receive_queue", health.receive_queue as f64);
+    if source != Source::Netlink {
+        return;
+    }
+    if let Some(mean) = health.rtt_mean_us() {
+        submit(vl, b"latency", b"rtt_mean", mean / 1e6);
+        submit(
+            vl,
+            b"latency",
+            b"rtt_max",
+            f64::from(health.rtt_max_us) / 1e6,
+        );
+    }
+    let retransmitting = f64::from(health.retransmitting);
+    submit(vl, b"count", b"retrans_connections", retransmitting);
+    submit(
+        vl,
+        b"count",
+        b"retrans_segments",
+        health.retrans_segments as f64,
+    );
+}
+
+/// One value list per series and state, as the C plugin sends them; with
+/// `ConnectionHealth`, each series' health after its states; then, with
+/// `AcceptQueue`, the accept queues.
+fn dispatch(prefix: Option<&str>, table: &PortTable, source: Source) {
     let mut vl = value_list_t {
         values: std::ptr::null_mut(),
         values_len: 1,
@@ -346,11 +378,14 @@ fn dispatch(prefix: Option<&str>, table: &PortTable) {
         meta: std::ptr::null_mut(),
     };
     set_name(&mut vl.plugin, b"tcpconns");
-    for (instance, counts) in table.series() {
+    for (instance, counts, health) in table.series() {
         set_instance(&mut vl.plugin_instance, prefix, instance);
         for state in TcpState::ALL {
             let n = f64::from(counts[state.index()]);
             submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
+        }
+        if table.reports_health() {
+            submit_health(&mut vl, health, source);
         }
     }
     for q in table.accept_queues() {

@@ -1,6 +1,6 @@
 //! The `/proc/net/tcp` and `/proc/net/tcp6` source, used when netlink is not
 //! available. Lines are parsed in place from one buffer reused across reads;
-//! only the two ports and the state are read.
+//! only the two ports and the state are read, and what [`Fields`] asks for.
 //!
 //! ```text
 //!   sl  local_address rem_address   st tx_queue rx_queue ...
@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::network::{mapped, Addr};
-use crate::socket::Socket;
+use crate::socket::{Fields, Socket};
 use crate::state::TcpState;
 
 /// Enough for hundreds of lines per system call; lines are ~150 bytes.
@@ -30,22 +30,16 @@ impl fmt::Display for LineError {
 }
 
 /// Parses one line into a [`Socket`]: the two ports, the state and, for a
-/// listener, its accept queue (`rx_queue`; procfs does not show the limit).
-/// The header line and blank lines give `Ok(None)`.
-pub fn parse_line(line: &[u8]) -> Result<Option<Socket>, LineError> {
-    parse_fields(line, false)
-}
-
-/// [`parse_line`], and the two addresses too.
-pub fn parse_line_with_addresses(line: &[u8]) -> Result<Option<Socket>, LineError> {
-    parse_fields(line, true)
-}
-
-fn parse_fields(line: &[u8], addresses: bool) -> Result<Option<Socket>, LineError> {
-    let mut fields = line
+/// listener, its accept queue (`rx_queue`; procfs does not show the limit);
+/// with `fields`, the addresses, and every socket's queues (`tx_queue` is
+/// the send queue, `rx_queue` the receive queue). The header line and blank
+/// lines give `Ok(None)`.
+pub fn parse_line(line: &[u8], fields: Fields) -> Result<Option<Socket>, LineError> {
+    let Fields { addresses, health } = fields;
+    let mut columns = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty());
-    let Some(slot) = fields.next() else {
+    let Some(slot) = columns.next() else {
         return Ok(None);
     };
     if slot == b"sl" {
@@ -54,9 +48,9 @@ fn parse_fields(line: &[u8], addresses: bool) -> Result<Option<Socket>, LineErro
     if slot.last() != Some(&b':') {
         return Err(LineError("first field is not a slot number like \"0:\""));
     }
-    let local = fields.next().ok_or(LineError("no local address"))?;
-    let remote = fields.next().ok_or(LineError("no remote address"))?;
-    let state = fields.next().ok_or(LineError("no state"))?;
+    let local = columns.next().ok_or(LineError("no local address"))?;
+    let remote = columns.next().ok_or(LineError("no remote address"))?;
+    let state = columns.next().ok_or(LineError("no state"))?;
     let local_at = local;
     let remote_at = remote;
     let local = port_of(local).ok_or(LineError("local address is not HEXADDR:HEXPORT"))?;
@@ -70,15 +64,21 @@ fn parse_fields(line: &[u8], addresses: bool) -> Result<Option<Socket>, LineErro
         socket.local_addr = addr_of(local_at).ok_or(LineError("local address is not hex"))?;
         socket.remote_addr = addr_of(remote_at).ok_or(LineError("remote address is not hex"))?;
     }
-    if state == TcpState::Listen as u8 {
-        let queues = fields.next().ok_or(LineError("no tx_queue:rx_queue"))?;
-        socket.queue = queues
-            .iter()
-            .position(|&b| b == b':')
-            .and_then(|colon| hex(&queues[colon + 1..], 8))
-            .ok_or(LineError("tx_queue:rx_queue is not HEX:HEX"))?;
+    let listener = state == TcpState::Listen as u8;
+    if listener || health {
+        let queues = columns.next().ok_or(LineError("no tx_queue:rx_queue"))?;
+        let (tx, rx) = queues_of(queues).ok_or(LineError("tx_queue:rx_queue is not HEX:HEX"))?;
+        socket.rqueue = rx;
+        // A listener's tx_queue is no limit: procfs does not show one.
+        socket.wqueue = (!listener).then_some(tx);
     }
     Ok(Some(socket))
+}
+
+/// `tx_queue:rx_queue`, 8 hex digits at most each.
+fn queues_of(field: &[u8]) -> Option<(u32, u32)> {
+    let colon = field.iter().position(|&b| b == b':')?;
+    Some((hex(&field[..colon], 8)?, hex(&field[colon + 1..], 8)?))
 }
 
 /// The port of `HEXADDR:HEXPORT` (8 hex digits of address for IPv4, 32 for
@@ -156,19 +156,18 @@ pub struct Procfs {
     /// Allocated at the first dump: on a host where netlink works, procfs is
     /// never read and its buffer would only add to collectd's memory.
     buf: Vec<u8>,
-    /// Parse addresses too (only networks need them).
-    addresses: bool,
+    fields: Fields,
 }
 
 impl Procfs {
     /// Reads `tcp` and `tcp6` under `dir` (`/proc/net`: the calling thread's
-    /// namespace); with `addresses`, fills in the sockets' addresses.
-    pub fn new(dir: &Path, addresses: bool) -> Procfs {
+    /// namespace), reading of each socket what `fields` asks for.
+    pub fn new(dir: &Path, fields: Fields) -> Procfs {
         Procfs {
             tcp: dir.join("tcp"),
             tcp6: dir.join("tcp6"),
             buf: Vec::new(),
-            addresses,
+            fields,
         }
     }
 
@@ -190,13 +189,8 @@ impl Procfs {
             tcp,
             tcp6,
             buf,
-            addresses,
+            fields,
         } = self;
-        let parse = if *addresses {
-            parse_line_with_addresses
-        } else {
-            parse_line
-        };
         for (path, required) in [(&*tcp, true), (&*tcp6, false)] {
             let file = match File::open(path) {
                 Ok(file) => file,
@@ -211,7 +205,7 @@ impl Procfs {
             read_table(
                 file,
                 buf,
-                parse,
+                *fields,
                 listeners_only,
                 sink,
                 &mut |line_no, line, why| {
@@ -239,7 +233,7 @@ impl Procfs {
 fn read_table(
     mut file: impl Read,
     buf: &mut [u8],
-    parse: fn(&[u8]) -> Result<Option<Socket>, LineError>,
+    fields: Fields,
     listeners_only: bool,
     sink: &mut impl FnMut(&Socket),
     bad: &mut impl FnMut(usize, &[u8], LineError),
@@ -259,7 +253,7 @@ fn read_table(
             let line = &buf[start..start + pos];
             start += pos + 1;
             line_no += 1;
-            match parse(line) {
+            match parse_line(line, fields) {
                 Ok(Some(socket)) => {
                     if listeners_only && socket.state != listen {
                         return Ok(());
@@ -274,7 +268,7 @@ fn read_table(
             // A last line without a newline.
             if start < end {
                 line_no += 1;
-                match parse(&buf[start..end]) {
+                match parse_line(&buf[start..end], fields) {
                     Ok(Some(s)) if !listeners_only || s.state == listen => sink(&s),
                     Ok(_) => {}
                     Err(why) => bad(line_no, &buf[start..end], why),
@@ -296,6 +290,15 @@ fn read_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PORTS: Fields = Fields {
+        addresses: false,
+        health: false,
+    };
+    const ADDRESSES: Fields = Fields {
+        addresses: true,
+        health: false,
+    };
 
     const TCP: &str = include_str!("../tests/fixtures/proc_net_tcp.txt");
     const TCP6: &str = include_str!("../tests/fixtures/proc_net_tcp6.txt");
@@ -330,7 +333,7 @@ mod tests {
 
     fn dump(dir: &Path, listeners_only: bool) -> (Vec<(u16, u16, u8)>, Option<BadLines>) {
         let mut got = Vec::new();
-        let bad = Procfs::new(dir, false)
+        let bad = Procfs::new(dir, PORTS)
             .dump(listeners_only, &mut |s: &Socket| {
                 got.push((s.local, s.remote, s.state))
             })
@@ -341,47 +344,76 @@ mod tests {
 
     #[test]
     fn header_and_blank_lines_are_not_sockets() {
-        assert_eq!(parse_line(TCP.lines().next().unwrap().as_bytes()), Ok(None));
-        assert_eq!(parse_line(b""), Ok(None));
-        assert_eq!(parse_line(b"   \t "), Ok(None));
+        assert_eq!(
+            parse_line(TCP.lines().next().unwrap().as_bytes(), PORTS),
+            Ok(None)
+        );
+        assert_eq!(parse_line(b"", PORTS), Ok(None));
+        assert_eq!(parse_line(b"   \t ", PORTS), Ok(None));
     }
 
     #[test]
     fn a_line_gives_ports_and_state() {
         let line = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 6913 1";
         let listener = Socket {
-            queue: 0,
+            rqueue: 0,
             ..Socket::new(22, 0, 10)
         };
-        assert_eq!(parse_line(line), Ok(Some(listener)));
+        assert_eq!(parse_line(line, PORTS), Ok(Some(listener)));
         let mapped = b"   3: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000100007F:ACF2 01 00000000:00000000 00:00000000 00000000     0        0 6920 1";
-        assert_eq!(parse_line(mapped), Ok(Some(Socket::new(80, 0xacf2, 1))));
+        assert_eq!(
+            parse_line(mapped, PORTS),
+            Ok(Some(Socket::new(80, 0xacf2, 1)))
+        );
         let backlog = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000011 00:00000000 00000000     0        0 6913 1";
-        assert_eq!(parse_line(backlog).unwrap().unwrap().queue, 17);
+        assert_eq!(parse_line(backlog, PORTS).unwrap().unwrap().rqueue, 17);
         let no_queue = b"   0: 0100007F:0016 00000000:0000 0A";
-        assert!(parse_line(no_queue).is_err());
+        assert!(parse_line(no_queue, PORTS).is_err());
+    }
+
+    #[test]
+    fn every_sockets_queues_are_read_only_for_health() {
+        // tx_queue 0x20 (32 bytes unacknowledged), rx_queue 0x1f4 (500
+        // bytes unread), ESTABLISHED.
+        let line = b"   4: 0100007F:9C40 0100007F:1F90 01 00000020:000001F4 01:00000014 00000000     0        0 7 1";
+        let health = Fields {
+            addresses: false,
+            health: true,
+        };
+        let s = parse_line(line, health).unwrap().unwrap();
+        assert_eq!((s.rqueue, s.wqueue), (500, Some(32)));
+        assert_eq!(s.info, None, "procfs has no tcp_info");
+        let s = parse_line(line, PORTS).unwrap().unwrap();
+        assert_eq!((s.rqueue, s.wqueue), (0, None), "not unless asked");
+        // A listener's tx_queue is no limit.
+        let listener = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 1 1";
+        let s = parse_line(listener, health).unwrap().unwrap();
+        assert_eq!((s.rqueue, s.wqueue), (3, None));
+        let bad = b"   4: 0100007F:9C40 0100007F:1F90 01 00000020:1F4X";
+        assert!(parse_line(bad, health).is_err());
+        assert!(parse_line(bad, PORTS).is_ok(), "queues are not read");
     }
 
     #[test]
     fn addresses_are_read_in_ipv6_form_when_asked() {
         let v4 = b"   0: 0300007F:0016 0A01A8C0:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1 1";
-        let s = parse_line_with_addresses(v4).unwrap().unwrap();
+        let s = parse_line(v4, ADDRESSES).unwrap().unwrap();
         assert_eq!(s.local_addr, mapped([127, 0, 0, 3]));
         assert_eq!(s.remote_addr, mapped([192, 168, 1, 10]));
         assert_eq!(
-            parse_line(v4).unwrap().unwrap().local_addr,
+            parse_line(v4, PORTS).unwrap().unwrap().local_addr,
             [0; 16],
             "not unless asked"
         );
         let line = TCP6.lines().nth(2).unwrap(); // [::1]:8080
-        let s = parse_line_with_addresses(line.as_bytes()).unwrap().unwrap();
+        let s = parse_line(line.as_bytes(), ADDRESSES).unwrap().unwrap();
         assert_eq!(
             s.local_addr,
             std::net::Ipv6Addr::LOCALHOST.octets(),
             "{line}"
         );
         let mapped_line = b"   3: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000200007F:ACF2 01 0:0";
-        let s = parse_line_with_addresses(mapped_line).unwrap().unwrap();
+        let s = parse_line(mapped_line, ADDRESSES).unwrap().unwrap();
         assert_eq!(s.local_addr, mapped([127, 0, 0, 1]));
         assert_eq!(s.remote_addr, mapped([127, 0, 0, 2]));
     }
@@ -397,7 +429,7 @@ mod tests {
         ] {
             let mut got: Vec<_> = text
                 .lines()
-                .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .filter_map(|l| parse_line(l.as_bytes(), PORTS).unwrap())
                 .map(|s| (s.local, s.remote, s.state))
                 .collect();
             got.sort();
@@ -431,7 +463,7 @@ mod tests {
         );
         std::fs::remove_file(dir.join("tcp")).unwrap();
         let mut sink = |_: &Socket| {};
-        let err = Procfs::new(&dir, false).dump(false, &mut sink).unwrap_err();
+        let err = Procfs::new(&dir, PORTS).dump(false, &mut sink).unwrap_err();
         assert!(err
             .to_string()
             .starts_with(&format!("cannot read {}", dir.join("tcp").display())));
@@ -475,7 +507,7 @@ mod tests {
             "0: 0100007F:0016 00000000:",
             "0: 0100007F:",
         ] {
-            assert!(parse_line(line.as_bytes()).is_err(), "{line}");
+            assert!(parse_line(line.as_bytes(), PORTS).is_err(), "{line}");
         }
     }
 
@@ -499,7 +531,7 @@ mod tests {
         let want = {
             let mut v: Vec<_> = TCP6
                 .lines()
-                .filter_map(|l| parse_line(l.as_bytes()).unwrap())
+                .filter_map(|l| parse_line(l.as_bytes(), PORTS).unwrap())
                 .map(|s| (s.local, s.remote, s.state))
                 .collect();
             v.sort();
@@ -514,7 +546,7 @@ mod tests {
                     step,
                 },
                 &mut buf,
-                parse_line,
+                PORTS,
                 false,
                 &mut |s: &Socket| got.push((s.local, s.remote, s.state)),
                 &mut |n, _, why| panic!("line {n}: {why}"),
@@ -534,7 +566,7 @@ mod tests {
                 step: 50,
             },
             &mut buf,
-            parse_line,
+            PORTS,
             false,
             &mut |_: &Socket| {},
             &mut |_, _, _| {},

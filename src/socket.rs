@@ -3,6 +3,17 @@
 
 use crate::network::Addr;
 
+/// What a source reads of each socket beyond its ports and state. Fixed by
+/// the configuration at init, so a read parses only what is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fields {
+    /// Both addresses (only networks need them).
+    pub addresses: bool,
+    /// Every socket's queues, and from netlink `tcp_info`
+    /// (`ConnectionHealth`).
+    pub health: bool,
+}
+
 /// One TCP socket as read from netlink or procfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Socket {
@@ -10,15 +21,30 @@ pub struct Socket {
     pub remote: u16,
     /// The kernel's state number; only 1..=11 are reported.
     pub state: u8,
-    /// For a LISTEN socket: connections waiting to be accepted.
-    pub queue: u32,
-    /// For a LISTEN socket: the accept queue's limit (the listen backlog);
-    /// `None` where the source does not show it (procfs).
-    pub queue_limit: Option<u32>,
-    /// Addresses in IPv6 form (IPv4 as `::ffff:a.b.c.d`); procfs fills them
-    /// only when networks are configured.
+    /// The receive queue. For a LISTEN socket: connections waiting to be
+    /// accepted; for any other: bytes arrived and not yet read.
+    pub rqueue: u32,
+    /// The send queue. For a LISTEN socket: the accept queue's limit (the
+    /// listen backlog); for any other: bytes written and not yet
+    /// acknowledged. `None` where the source does not show it (procfs
+    /// listeners).
+    pub wqueue: Option<u32>,
+    /// Addresses in IPv6 form (IPv4 as `::ffff:a.b.c.d`), filled only when
+    /// [`Fields::addresses`] asks for them.
     pub local_addr: Addr,
     pub remote_addr: Addr,
+    /// From `tcp_info`, when [`Fields::health`] asks for it and the kernel
+    /// sends it (full sockets only: not TIME_WAIT, not SYN_RECV).
+    pub info: Option<TcpInfo>,
+}
+
+/// The two fields of the kernel's `struct tcp_info` the plugin reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// Smoothed round-trip time, µs (`tcpi_rtt`).
+    pub rtt_us: u32,
+    /// Segments retransmitted and not yet acknowledged (`tcpi_retrans`).
+    pub retrans: u32,
 }
 
 impl Socket {

@@ -15,7 +15,7 @@ use crate::filter;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::netns::{identity, Identity};
 use crate::procfs::{ProcError, Procfs};
-use crate::socket::Socket;
+use crate::socket::{Fields, Socket};
 use crate::state::TcpState;
 use crate::table::PortTable;
 
@@ -170,12 +170,11 @@ pub struct HostGatherer {
 }
 
 impl HostGatherer {
-    /// With `addresses`, both sources read the sockets' addresses too (only
-    /// networks need them).
-    pub fn new(addresses: bool) -> HostGatherer {
+    /// Both sources read of each socket what `fields` asks for.
+    pub fn new(fields: Fields) -> HostGatherer {
         HostGatherer {
-            step: NetlinkStep::new(Netlink::new(None, addresses)),
-            procfs: Procfs::new(std::path::Path::new("/proc/net"), addresses),
+            step: NetlinkStep::new(Netlink::new(None, fields)),
+            procfs: Procfs::new(std::path::Path::new("/proc/net"), fields),
             mode: HostMode::Starting,
             warned_bad_lines: false,
         }
@@ -289,10 +288,10 @@ pub struct NamespaceGatherer {
 }
 
 impl NamespaceGatherer {
-    /// With `addresses`, the sockets' addresses are read too.
-    pub fn new(ns: &Namespace, addresses: bool) -> NamespaceGatherer {
+    /// Netlink reads of each socket what `fields` asks for.
+    pub fn new(ns: &Namespace, fields: Fields) -> NamespaceGatherer {
         NamespaceGatherer {
-            step: NetlinkStep::new(Netlink::new(Some(ns.path.clone()), addresses)),
+            step: NetlinkStep::new(Netlink::new(Some(ns.path.clone()), fields)),
             path: ns.path.clone(),
             label: format!("namespace {} ({})", ns.name, ns.path.display()),
             seen: None,

@@ -5,11 +5,58 @@
 
 use crate::config::Config;
 use crate::network::Network;
-use crate::socket::Socket;
+use crate::socket::{Fields, Socket};
 use crate::state::{TcpState, STATE_COUNT};
 
 /// Connections per state, indexed by [`TcpState::index`].
 pub type Counts = [u32; STATE_COUNT];
+
+/// How a series' connections are doing (`ConnectionHealth`), over its
+/// sockets that are not listening (a listener's queues are its accept
+/// queue, which `AcceptQueue` reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Bytes written and not yet acknowledged by the peer.
+    pub send_queue: u64,
+    /// Bytes arrived and not yet read by the application.
+    pub receive_queue: u64,
+    /// ESTABLISHED connections with a round-trip time (`tcp_info`).
+    pub rtt_count: u32,
+    /// Their smoothed round-trip times, summed, in µs.
+    pub rtt_sum_us: u64,
+    /// The largest of them, in µs.
+    pub rtt_max_us: u32,
+    /// Connections with segments retransmitted and not yet acknowledged.
+    pub retransmitting: u32,
+    /// Those segments, summed.
+    pub retrans_segments: u64,
+}
+
+impl Health {
+    /// Adds one socket that is not listening.
+    fn add(&mut self, s: &Socket) {
+        self.receive_queue += u64::from(s.rqueue);
+        self.send_queue += u64::from(s.wqueue.unwrap_or(0));
+        let Some(info) = s.info else {
+            return;
+        };
+        if s.state == TcpState::Established as u8 {
+            self.rtt_count += 1;
+            self.rtt_sum_us += u64::from(info.rtt_us);
+            self.rtt_max_us = self.rtt_max_us.max(info.rtt_us);
+        }
+        if info.retrans > 0 {
+            self.retransmitting += 1;
+            self.retrans_segments += u64::from(info.retrans);
+        }
+    }
+
+    /// The mean round-trip time in µs; `None` without ESTABLISHED
+    /// connections that have one.
+    pub fn rtt_mean_us(&self) -> Option<f64> {
+        (self.rtt_count > 0).then(|| self.rtt_sum_us as f64 / f64::from(self.rtt_count))
+    }
+}
 
 /// Which series a set of counts belongs to; it is the plugin instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +78,8 @@ struct PortEntry {
     port: u16,
     local: Counts,
     remote: Counts,
+    local_health: Health,
+    remote_health: Health,
     /// Configured with `LocalPort`.
     local_wanted: bool,
     /// Configured with `RemotePort`.
@@ -64,11 +113,14 @@ pub struct PortTable {
     /// rest are listening ports found in the current read.
     configured: usize,
     total: Counts,
+    total_health: Health,
     listening_ports: bool,
     all_ports_summary: bool,
     accept_queue: bool,
+    /// `ConnectionHealth`: [`Health`] per series.
+    health: bool,
     /// `LocalNetwork`s then `RemoteNetwork`s, with this read's counts.
-    networks: Vec<(Instance, Network, Counts)>,
+    networks: Vec<(Instance, Network, Counts, Health)>,
     ignored: u32,
 }
 
@@ -79,19 +131,22 @@ impl PortTable {
             entries: Vec::new(),
             configured: 0,
             total: [0; STATE_COUNT],
+            total_health: Health::default(),
             listening_ports: config.listening_ports,
             all_ports_summary: config.all_ports_summary,
             accept_queue: config.accept_queue,
+            health: config.connection_health,
             networks: config
                 .local_networks
                 .iter()
-                .map(|&n| (Instance::LocalNet(n), n, [0; STATE_COUNT]))
+                .map(|&n| (Instance::LocalNet(n), n))
                 .chain(
                     config
                         .remote_networks
                         .iter()
-                        .map(|&n| (Instance::RemoteNet(n), n, [0; STATE_COUNT])),
+                        .map(|&n| (Instance::RemoteNet(n), n)),
                 )
+                .map(|(i, n)| (i, n, [0; STATE_COUNT], Health::default()))
                 .collect(),
             ignored: 0,
         };
@@ -118,13 +173,17 @@ impl PortTable {
         for entry in &mut self.entries {
             entry.local = [0; STATE_COUNT];
             entry.remote = [0; STATE_COUNT];
+            entry.local_health = Health::default();
+            entry.remote_health = Health::default();
             entry.listeners = 0;
             entry.queue = 0;
             entry.queue_limit = Some(0);
         }
         self.total = [0; STATE_COUNT];
-        for (_, _, counts) in &mut self.networks {
+        self.total_health = Health::default();
+        for (_, _, counts, health) in &mut self.networks {
             *counts = [0; STATE_COUNT];
+            *health = Health::default();
         }
         self.ignored = 0;
     }
@@ -143,8 +202,8 @@ impl PortTable {
         };
         if let Some(e) = entry {
             e.listeners = e.listeners.saturating_add(1);
-            e.queue = e.queue.saturating_add(socket.queue);
-            e.queue_limit = match (e.queue_limit, socket.queue_limit) {
+            e.queue = e.queue.saturating_add(socket.rqueue);
+            e.queue_limit = match (e.queue_limit, socket.wqueue) {
                 (Some(sum), Some(limit)) => Some(sum.saturating_add(limit)),
                 _ => None,
             };
@@ -169,22 +228,28 @@ impl PortTable {
         }
     }
 
-    /// Whether sources must read addresses (only networks need them).
-    pub fn wants_addresses(&self) -> bool {
-        !self.networks.is_empty()
+    /// What sources must read of each socket: addresses only for networks,
+    /// queues and `tcp_info` only for `ConnectionHealth`.
+    pub fn fields(&self) -> Fields {
+        Fields {
+            addresses: !self.networks.is_empty(),
+            health: self.health,
+        }
     }
 
-    /// Counts one socket: by port as [`PortTable::count`], then by network.
+    /// Counts one socket: by port as [`PortTable::count`], then by network;
+    /// with `ConnectionHealth`, adds it to the [`Health`] of its series.
     #[inline]
     pub fn count_socket(&mut self, s: &Socket) {
         self.count(s.local, s.remote, s.state);
-        if self.networks.is_empty() {
+        if self.networks.is_empty() && !self.health {
             return;
         }
         let Some(state) = TcpState::from_kernel(s.state) else {
             return;
         };
-        for (instance, net, counts) in &mut self.networks {
+        let health = self.health && state != TcpState::Listen;
+        for (instance, net, counts, net_health) in &mut self.networks {
             let addr = match instance {
                 Instance::LocalNet(_) => &s.local_addr,
                 _ => &s.remote_addr,
@@ -192,6 +257,18 @@ impl PortTable {
             if net.contains(addr) {
                 let c = &mut counts[state.index()];
                 *c = c.saturating_add(1);
+                if health {
+                    net_health.add(s);
+                }
+            }
+        }
+        if health {
+            self.total_health.add(s);
+            if let Some(entry) = self.tracked(s.local) {
+                entry.local_health.add(s);
+            }
+            if let Some(entry) = self.tracked(s.remote) {
+                entry.remote_health.add(s);
             }
         }
     }
@@ -221,22 +298,30 @@ impl PortTable {
         self.ignored
     }
 
+    /// Whether series carry a [`Health`] (`ConnectionHealth`).
+    pub fn reports_health(&self) -> bool {
+        self.health
+    }
+
     /// The series to dispatch for this read, `all` first, then per port in
-    /// the order ports became known.
-    pub fn series(&self) -> impl Iterator<Item = (Instance, &Counts)> + '_ {
-        let all = self
-            .all_ports_summary
-            .then_some((Instance::All, &self.total));
+    /// the order ports became known; each with its counts and, with
+    /// `ConnectionHealth`, its health (zero otherwise).
+    pub fn series(&self) -> impl Iterator<Item = (Instance, &Counts, &Health)> + '_ {
+        let all =
+            self.all_ports_summary
+                .then_some((Instance::All, &self.total, &self.total_health));
         let ports = self.entries.iter().flat_map(move |e| {
-            let local = self
-                .reports_local(e)
-                .then_some((Instance::Local(e.port), &e.local));
-            let remote = e
-                .remote_wanted
-                .then_some((Instance::Remote(e.port), &e.remote));
+            let local = self.reports_local(e).then_some((
+                Instance::Local(e.port),
+                &e.local,
+                &e.local_health,
+            ));
+            let remote =
+                e.remote_wanted
+                    .then_some((Instance::Remote(e.port), &e.remote, &e.remote_health));
             local.into_iter().chain(remote)
         });
-        let nets = self.networks.iter().map(|(i, _, c)| (*i, c));
+        let nets = self.networks.iter().map(|(i, _, c, h)| (*i, c, h));
         all.into_iter().chain(ports).chain(nets)
     }
 
@@ -271,6 +356,8 @@ impl PortTable {
                 port,
                 local: [0; STATE_COUNT],
                 remote: [0; STATE_COUNT],
+                local_health: Health::default(),
+                remote_health: Health::default(),
                 local_wanted: false,
                 remote_wanted: false,
                 listeners: 0,
@@ -314,7 +401,7 @@ mod tests {
         for &(l, r, s) in triples {
             t.count(l, r, s);
         }
-        t.series().map(|(i, c)| (i, *c)).collect()
+        t.series().map(|(i, c, _)| (i, *c)).collect()
     }
 
     fn counts(pairs: &[(u8, u32)]) -> Counts {
@@ -428,7 +515,7 @@ mod tests {
             ("RemotePort", "22"),
         ]);
         t.begin_read();
-        let order: Vec<Instance> = t.series().map(|(i, _)| i).collect();
+        let order: Vec<Instance> = t.series().map(|(i, _, _)| i).collect();
         assert_eq!(
             order,
             vec![Instance::All, Instance::Local(22), Instance::Remote(22)]
@@ -442,7 +529,7 @@ mod tests {
             ("LocalNetwork", "127.0.0.0/30"),
             ("RemoteNetwork", "127.0.0.2 ::1"),
         ]);
-        assert!(t.wants_addresses());
+        assert!(t.fields().addresses);
         let (mut l, mut r) = (Vec::new(), Vec::new());
         assert!(
             !t.reported_ports(&mut l, &mut r),
@@ -461,7 +548,7 @@ mod tests {
         let mut v6 = Socket::new(1, 2, EST);
         v6.remote_addr = std::net::Ipv6Addr::LOCALHOST.octets();
         t.count_socket(&v6);
-        let got: Vec<(Instance, Counts)> = t.series().map(|(i, c)| (i, *c)).collect();
+        let got: Vec<(Instance, Counts)> = t.series().map(|(i, c, _)| (i, *c)).collect();
         let net = |s: &str| crate::network::Network::parse(s).unwrap();
         assert_eq!(
             got,
@@ -477,10 +564,79 @@ mod tests {
     }
 
     #[test]
+    fn health_sums_queues_and_tcp_info_per_series_without_listeners() {
+        use crate::socket::TcpInfo;
+        let sock = |l, r, state, rq, wq, info: Option<(u32, u32)>| Socket {
+            rqueue: rq,
+            wqueue: Some(wq),
+            info: info.map(|(rtt_us, retrans)| TcpInfo { rtt_us, retrans }),
+            ..Socket::new(l, r, state)
+        };
+        let mut t = table(&[
+            ("ConnectionHealth", "true"),
+            ("AllPortsSummary", "true"),
+            ("LocalPort", "443"),
+            ("RemotePort", "5432"),
+            ("LocalPort", "9"),
+        ]);
+        assert!(t.reports_health() && t.fields().health);
+        t.begin_read();
+        for s in [
+            // A listener's queues are its accept queue: never health.
+            sock(443, 0, LISTEN, 5, 128, Some((1, 9))),
+            sock(443, 40000, EST, 100, 0, Some((200, 0))),
+            sock(443, 40001, EST, 0, 7000, Some((600, 3))),
+            // Not ESTABLISHED: queues and retransmissions, no RTT.
+            sock(443, 40002, 8, 10, 0, Some((900, 1))),
+            // TIME_WAIT: no tcp_info.
+            sock(443, 40003, TW, 0, 0, None),
+            sock(40010, 5432, EST, 0, 50, Some((1000, 0))),
+        ] {
+            t.count_socket(&s);
+        }
+        let got: BTreeMap<Instance, Health> = t.series().map(|(i, _, h)| (i, *h)).collect();
+        let port443 = Health {
+            send_queue: 7000,
+            receive_queue: 110,
+            rtt_count: 2,
+            rtt_sum_us: 800,
+            rtt_max_us: 600,
+            retransmitting: 2,
+            retrans_segments: 4,
+        };
+        assert_eq!(got[&Instance::Local(443)], port443);
+        assert_eq!(port443.rtt_mean_us(), Some(400.0));
+        assert_eq!(
+            got[&Instance::Remote(5432)],
+            Health {
+                send_queue: 50,
+                rtt_count: 1,
+                rtt_sum_us: 1000,
+                rtt_max_us: 1000,
+                ..Health::default()
+            }
+        );
+        assert_eq!(got[&Instance::All].send_queue, 7050);
+        assert_eq!(got[&Instance::All].rtt_count, 3);
+        // A series with no connections: zero, and no RTT to report.
+        assert_eq!(got[&Instance::Local(9)], Health::default());
+        assert_eq!(got[&Instance::Local(9)].rtt_mean_us(), None);
+        // The next read starts from zero.
+        t.begin_read();
+        assert!(t.series().all(|(_, _, h)| *h == Health::default()));
+        // Without the option nothing is summed.
+        let mut off = table(&[("LocalPort", "443")]);
+        assert!(!off.fields().health);
+        off.begin_read();
+        off.count_socket(&sock(443, 40000, EST, 100, 5, Some((200, 1))));
+        assert!(off.series().all(|(_, _, h)| *h == Health::default()));
+    }
+
+    #[test]
     fn accept_queues_sum_the_listeners_of_reported_ports() {
         let listener = |port, queue, limit| Socket {
-            queue,
-            queue_limit: limit,
+            rqueue: queue,
+            wqueue: limit,
             ..Socket::new(port, 0, LISTEN)
         };
         let mut t = table(&[
@@ -554,6 +710,6 @@ mod tests {
             t.count(port, 0, LISTEN);
         }
         assert_eq!(t.series().count(), 65535);
-        assert!(t.series().all(|(_, c)| c[TcpState::Listen.index()] == 1));
+        assert!(t.series().all(|(_, c, _)| c[TcpState::Listen.index()] == 1));
     }
 }

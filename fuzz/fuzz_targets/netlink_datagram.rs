@@ -17,7 +17,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tcpconns::netlink::{parse_datagram, NetlinkError, TCPDIAG_GETSOCK};
-use tcpconns::socket::Socket;
+use tcpconns::socket::{Fields, Socket};
 
 const HEADER: usize = 16;
 /// `SOCK_DIAG_BY_FAMILY`.
@@ -71,13 +71,20 @@ fuzz_target!(|datagram: &[u8]| {
         0
     };
     let want = expected(datagram, seq);
-    // Addresses read or not: the same sockets either way, and zero when not.
-    let addresses = seq & 1 == 1;
+    // Addresses and tcp_info read or not: the same sockets either way (or a
+    // malformed attribute stops the parse), and zero or none when not.
+    let fields = Fields {
+        addresses: seq & 1 == 1,
+        health: seq & 2 == 2,
+    };
     let mut got = Vec::new();
-    let result = parse_datagram(datagram, seq, addresses, &mut |s: &Socket| {
-        assert!(s.queue_limit.is_some(), "netlink shows the queue limit");
-        if !addresses {
+    let result = parse_datagram(datagram, seq, fields, &mut |s: &Socket| {
+        assert!(s.wqueue.is_some(), "netlink shows the send queue");
+        if !fields.addresses {
             assert_eq!((s.local_addr, s.remote_addr), ([0; 16], [0; 16]));
+        }
+        if !fields.health {
+            assert_eq!(s.info, None, "tcp_info not asked for");
         }
         got.push((s.local, s.remote, s.state))
     });

@@ -1,14 +1,30 @@
-//! One `/proc/net/tcp{,6}` line through `procfs::parse_line` and
-//! `procfs::parse_line_with_addresses`.
+//! One `/proc/net/tcp{,6}` line through `procfs::parse_line`, with and
+//! without addresses, and with health (every socket's queues).
 //!
-//! Invariants: no panic; both parsers accept and refuse the same lines and
-//! agree on ports, state and queue; what they return was read from the
-//! line's own fields (ports from fields 2 and 3 after the colon, state from
-//! field 4, all hex).
+//! Invariants: no panic; with and without addresses the parser accepts and
+//! refuses the same lines and agrees on ports, state and queue; a line
+//! accepted with health is accepted without and gives the same ports and
+//! state; what they return was read from the line's own fields (ports from
+//! fields 2 and 3 after the colon, state from field 4, queues from field 5,
+//! all hex).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpconns::procfs::{parse_line, parse_line_with_addresses};
+use tcpconns::procfs::parse_line;
+use tcpconns::socket::Fields;
+
+const PORTS: Fields = Fields {
+    addresses: false,
+    health: false,
+};
+const ADDRESSES: Fields = Fields {
+    addresses: true,
+    health: false,
+};
+const HEALTH: Fields = Fields {
+    addresses: false,
+    health: true,
+};
 
 /// LISTEN, the only state whose line carries a queue that is read.
 const LISTEN: u8 = 10;
@@ -25,8 +41,26 @@ fn after_colon(field: &[u8]) -> &[u8] {
 }
 
 fuzz_target!(|line: &[u8]| {
-    let plain = parse_line(line);
-    let full = parse_line_with_addresses(line);
+    let plain = parse_line(line, PORTS);
+    let full = parse_line(line, ADDRESSES);
+    if let Ok(Some(h)) = parse_line(line, HEALTH) {
+        let p = plain.as_ref().ok().and_then(|p| p.as_ref());
+        assert_eq!(
+            p.map(|p| (p.local, p.remote, p.state)),
+            Some((h.local, h.remote, h.state)),
+            "health accepted {line:?}"
+        );
+        let fields: Vec<&[u8]> = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty())
+            .collect();
+        let queues = fields[4];
+        let colon = queues.iter().position(|&b| b == b':').expect("a colon");
+        assert_eq!(hex(&queues[colon + 1..]), h.rqueue);
+        if h.state != LISTEN {
+            assert_eq!(Some(hex(&queues[..colon])), h.wqueue);
+        }
+    }
     assert_eq!(
         plain.is_ok(),
         full.is_ok(),
@@ -40,12 +74,12 @@ fuzz_target!(|line: &[u8]| {
         return;
     };
     assert_eq!(
-        (s.local, s.remote, s.state, s.queue, s.queue_limit),
-        (f.local, f.remote, f.state, f.queue, f.queue_limit)
+        (s.local, s.remote, s.state, s.rqueue, s.wqueue),
+        (f.local, f.remote, f.state, f.rqueue, f.wqueue)
     );
     assert_eq!(s.local_addr, [0; 16], "no address unless asked");
     assert_eq!(s.remote_addr, [0; 16], "no address unless asked");
-    assert_eq!(s.queue_limit, None, "procfs does not show the limit");
+    assert_eq!(s.wqueue, None, "procfs does not show the limit");
 
     let fields: Vec<&[u8]> = line
         .split(|b| b.is_ascii_whitespace())
@@ -56,8 +90,8 @@ fuzz_target!(|line: &[u8]| {
     assert_eq!(hex(after_colon(fields[2])), u32::from(s.remote));
     assert_eq!(hex(fields[3]), u32::from(s.state));
     if s.state == LISTEN {
-        assert_eq!(hex(after_colon(fields[4])), s.queue);
+        assert_eq!(hex(after_colon(fields[4])), s.rqueue);
     } else {
-        assert_eq!(s.queue, 0, "a queue for a socket that is not listening");
+        assert_eq!(s.rqueue, 0, "a queue for a socket that is not listening");
     }
 });

@@ -3,7 +3,7 @@
 //! `tcp` and a `tcp6` file in a scratch directory).
 //!
 //! Input: one byte of flags (bit 0 listeners only, bit 1 addresses, bit 2 no
-//! `tcp6` file), then the `tcp` bytes and the `tcp6` bytes separated by the
+//! `tcp6` file, bit 3 health), then the `tcp` bytes and the `tcp6` bytes separated by the
 //! first NUL (no NUL: all `tcp`, `tcp6` empty).
 //!
 //! Invariants: no panic; `dump` gives exactly the sockets, in order, and the
@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tcpconns::procfs::{parse_line, parse_line_with_addresses, Procfs};
-use tcpconns::socket::Socket;
+use tcpconns::procfs::{parse_line, Procfs};
+use tcpconns::socket::{Fields, Socket};
 
 /// `procfs::BUFFER`: a line this long or longer cannot be read.
 const BUFFER: usize = 64 * 1024;
@@ -46,15 +46,10 @@ type Model = (Vec<Socket>, u32, bool);
 /// line too long for the buffer stops it.
 fn model(
     bytes: &[u8],
-    addresses: bool,
+    fields: Fields,
     listeners_only: bool,
     (sockets, bad, _): &mut Model,
 ) -> bool {
-    let parse = if addresses {
-        parse_line_with_addresses
-    } else {
-        parse_line
-    };
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     if bytes.last() == Some(&b'\n') || bytes.is_empty() {
         lines.pop();
@@ -63,7 +58,7 @@ fn model(
         if line.len() >= BUFFER {
             return false;
         }
-        match parse(line) {
+        match parse_line(line, fields) {
             Ok(Some(s)) => {
                 if listeners_only && s.state != LISTEN {
                     return true;
@@ -82,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let listeners_only = flags & 1 != 0;
-    let addresses = flags & 2 != 0;
+    let fields = Fields {
+        addresses: flags & 2 != 0,
+        health: flags & 8 != 0,
+    };
     let with_tcp6 = flags & 4 == 0;
     let (tcp, tcp6) = match rest.iter().position(|&b| b == 0) {
         Some(nul) => (&rest[..nul], &rest[nul + 1..]),
@@ -102,10 +100,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut want: Model = (Vec::new(), 0, true);
-    want.2 = model(tcp, addresses, listeners_only, &mut want)
-        && (!with_tcp6 || model(tcp6, addresses, listeners_only, &mut want));
+    want.2 = model(tcp, fields, listeners_only, &mut want)
+        && (!with_tcp6 || model(tcp6, fields, listeners_only, &mut want));
 
-    let mut procfs = Procfs::new(dir, addresses);
+    let mut procfs = Procfs::new(dir, fields);
     let mut got = Vec::new();
     let result = procfs.dump(listeners_only, &mut |s: &Socket| {
         if listeners_only {

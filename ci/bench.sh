@@ -10,9 +10,10 @@
 # half IPv4, half IPv6, on listeners 80, 443, 5432, 6379) and measures three
 # cases on it: "base"; "1k-listen" (plus 1,000 idle listening ports
 # 20000-20999); "timewait" (plus BENCH_TIMEWAIT TIME_WAIT sockets, default
-# 4000). Each case runs three tcpconns configs: "default" (empty block:
+# 4000). Each case runs four tcpconns configs: "default" (empty block:
 # ListeningPorts), "summary" (AllPortsSummary true), "ports" (LocalPort 5432,
-# RemotePort 6379). Each measurement is a whole `collectd -T` (init, one read
+# RemotePort 6379), "health" ("ports" with ConnectionHealth true, for ours;
+# the C plugin, which has no such key, runs "ports"). Each measurement is a whole `collectd -T` (init, one read
 # of every plugin, exit) with the C plugin, with ours, and without tcpconns
 # (baseline, subtracted); the three are interleaved and repeated
 # BENCH_REPS times, medians reported. Each is run twice: once for CPU,
@@ -25,6 +26,7 @@
 # The goals it reports against (ci/bench/report.py; docs/benchmark.md), at
 # 100k connections: CPU per read ours/C <= 0.50 for `ports`, <= 0.95 for
 # `default` (<= 0.25 with 1,000 listening ports), <= 1.0 for `summary`;
+# ours with ConnectionHealth <= 1.3 x ours without (`health` / `ports`);
 # memory: collectd's peak RSS with ours minus with the C plugin <= 512 KiB,
 # the same at every N (nothing of ours grows with the socket count).
 #
@@ -39,7 +41,7 @@ tw_count=${BENCH_TIMEWAIT:-4000}
 for v in $sizes $reps $tw_count; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a positive number: $v" >&2; exit 2; }
 done
-configs=(default summary ports)
+configs=(default summary ports health)
 listen_first=20000
 listen_count=1000
 tw_port=8080
@@ -158,6 +160,12 @@ EOF
       default) ;;  # empty: ListeningPorts is on when nothing else is selected
       summary) echo '  AllPortsSummary true' ;;
       ports) printf '  LocalPort 5432\n  RemotePort 6379\n' ;;
+      # `ports` with ConnectionHealth; the C plugin does not know the key,
+      # so its variant runs the plain `ports` block.
+      health)
+        printf '  LocalPort 5432\n  RemotePort 6379\n'
+        if [ "$variant" = ours ]; then echo '  ConnectionHealth true'; fi
+        ;;
     esac
     echo '</Plugin>'
   } > "$file"

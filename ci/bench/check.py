@@ -43,7 +43,7 @@ def expected(config, pop, listen, timewait):
         exp["all"] = {"ESTABLISHED": 2 * pop["connections"], "LISTEN": listeners}
         if timewait:
             exp["all"]["TIME_WAIT"] = timewait
-    elif config == "ports":
+    elif config in ("ports", "health"):
         # LocalPort 5432: the server sides (and the 2 listeners);
         # RemotePort 6379: the client sides.
         exp["5432-local"] = {"ESTABLISHED": per_port[5432], "LISTEN": lpp}

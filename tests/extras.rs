@@ -331,3 +331,80 @@ fn counts_by_network_from_procfs() {
     assert!(run.log.contains("reading /proc/net/tcp"), "{}", run.log);
     check_networks(&run);
 }
+
+/// collectd without root (as `nobody`) cannot enter a namespace that is
+/// there: that is logged once, never "there (again)" while nothing changes,
+/// and the host namespace is still read, exactly, on every read.
+#[test]
+fn a_namespace_that_cannot_be_entered_is_logged_once_and_the_rest_is_read() {
+    require_root!();
+    const NOBODY: u32 = 65534;
+    const INTERVAL: f64 = 0.2;
+    let host = Netns::new("unpriv-host");
+    let web = Netns::new("unpriv-web");
+    let mut pop = Population::new(&host);
+    pop.listen_v4(22).established(22, 2, Family::V4);
+    pop.settle(&host);
+    let _web_pop = mixed_population(&web);
+
+    // nobody must read the plugin: a copy in the scratch dir handed to it.
+    let dir = TempDir::new("unpriv");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(
+        plugin_dir().join("tcpconns.so"),
+        plugins.join("tcpconns.so"),
+    )
+    .unwrap();
+    let path = format!("/run/netns/{}", web.name());
+    let conf = Conf::new(dir.path(), "test", INTERVAL)
+        .csv()
+        .tcpconns_from(&plugins)
+        .block(&format!(
+            "<Plugin tcpconns>\n  LocalPort 22\n  Namespace \"{path}\" \"web\"\n</Plugin>"
+        ));
+    let launch = Launch {
+        netns: Some(host.name()),
+        user: Some(NOBODY),
+        ..Launch::default()
+    };
+    let mut c = Collectd::start(dir, &conf, &launch);
+    c.wait_reads(20, Duration::from_secs(30));
+    let run = c.finish();
+
+    let label = format!("namespace web ({path}): ");
+    let refused = format!(
+        "{label}netlink failed: cannot enter network namespace {path}: Operation not permitted"
+    );
+    assert_eq!(run.log.matches(&refused).count(), 1, "{}", run.log);
+    assert_eq!(
+        run.log.matches(&format!("{label}there (again)")).count(),
+        0,
+        "{}",
+        run.log
+    );
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            local: vec![22],
+            ..Selection::default()
+        },
+    );
+    assert_values("host namespace", &run.values, &want, &run.log);
+    let reads = run.reads();
+    assert!(reads >= 20, "{reads} reads:\n{}", run.log);
+    for (key, rows) in &run.rows {
+        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{}", run.log);
+        for pair in rows.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(
+                gap < 1.8 * INTERVAL,
+                "{key:?}: {gap} s between reads:\n{}",
+                run.log
+            );
+        }
+        for (t, v) in rows {
+            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{}", run.log);
+        }
+    }
+}

@@ -118,14 +118,7 @@ fn procfs_fallback_serves_every_read_from_the_first() {
         },
     );
     assert_values("procfs", &run.values, &want, &run.log);
-    let reads = run.reads();
-    assert!(reads >= 3, "only {reads} reads:\n{}", run.log);
-    for (key, rows) in &run.rows {
-        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{}", run.log);
-        for (t, v) in rows {
-            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{}", run.log);
-        }
-    }
+    run.assert_each_read(&want, 3, None);
     let switches = run
         .log
         .matches("reading /proc/net/tcp and /proc/net/tcp6 instead")

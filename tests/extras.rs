@@ -391,20 +391,5 @@ fn a_namespace_that_cannot_be_entered_is_logged_once_and_the_rest_is_read() {
         },
     );
     assert_values("host namespace", &run.values, &want, &run.log);
-    let reads = run.reads();
-    assert!(reads >= 20, "{reads} reads:\n{}", run.log);
-    for (key, rows) in &run.rows {
-        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{}", run.log);
-        for pair in rows.windows(2) {
-            let gap = pair[1].0 - pair[0].0;
-            assert!(
-                gap < 1.8 * INTERVAL,
-                "{key:?}: {gap} s between reads:\n{}",
-                run.log
-            );
-        }
-        for (t, v) in rows {
-            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{}", run.log);
-        }
-    }
+    run.assert_each_read(&want, 20, Some(1.8 * INTERVAL));
 }

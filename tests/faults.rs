@@ -223,18 +223,7 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     assert_eq!(log.matches("netlink works again").count(), 1, "{log}");
     assert!(!log.contains("nothing dispatched"), "{log}");
     let want = listening_and_remote_22(&pop);
-    let reads = run.reads();
-    assert!(reads >= on + 5, "{reads} reads:\n{log}");
-    for (key, rows) in &run.rows {
-        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{log}");
-        for pair in rows.windows(2) {
-            let gap = pair[1].0 - pair[0].0;
-            assert!(gap < 1.6, "{key:?}: {gap} s between reads:\n{log}");
-        }
-        for (t, v) in rows {
-            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{log}");
-        }
-    }
+    run.assert_each_read(&want, on + 5, Some(1.6));
 }
 
 #[test]

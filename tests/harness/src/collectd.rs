@@ -372,6 +372,31 @@ impl Run {
     pub fn reads(&self) -> usize {
         self.rows.values().map(Vec::len).max().unwrap_or(0)
     }
+
+    /// At least `min_reads` reads, each of which dispatched every series
+    /// with exactly its value in `want`, and (if `max_gap` is given) less
+    /// than that many seconds between two reads: none lost, none wrong.
+    pub fn assert_each_read(
+        &self,
+        want: &BTreeMap<(String, String), f64>,
+        min_reads: usize,
+        max_gap: Option<f64>,
+    ) {
+        let log = &self.log;
+        let reads = self.reads();
+        assert!(reads >= min_reads, "{reads} reads:\n{log}");
+        for (key, rows) in &self.rows {
+            assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{log}");
+            for pair in rows.windows(2) {
+                let gap = pair[1].0 - pair[0].0;
+                let too_long = max_gap.is_some_and(|max| gap >= max);
+                assert!(!too_long, "{key:?}: {gap} s between reads:\n{log}");
+            }
+            for (t, v) in rows {
+                assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{log}");
+            }
+        }
+    }
 }
 
 /// Options for [`run_collectd_opts`].

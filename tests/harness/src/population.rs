@@ -184,20 +184,7 @@ impl Population {
         let idx = self.listener_for(listener_port, family);
         for _ in 0..n {
             let (client, server) = self.connect_pair(idx, family);
-            let c = client.local_addr().expect("client local_addr").port();
-            let s = server.local_addr().expect("server local_addr").port();
-            self.expected.push(Sock {
-                local: c,
-                remote: s,
-                state: TCP_ESTABLISHED,
-            });
-            self.expected.push(Sock {
-                local: s,
-                remote: c,
-                state: TCP_ESTABLISHED,
-            });
-            self.streams.push(client);
-            self.streams.push(server);
+            self.keep(client, server, TCP_ESTABLISHED, TCP_ESTABLISHED);
         }
         self
     }
@@ -232,26 +219,32 @@ impl Population {
         let idx = self.listener_for(listener_port, family);
         for _ in 0..n {
             let (client, mut server) = self.connect_pair(idx, family);
-            let c = client.local_addr().expect("client local_addr").port();
-            let s = server.local_addr().expect("server local_addr").port();
             client
                 .shutdown(Shutdown::Write)
                 .expect("shutdown(Write) on client");
             wait_eof(&mut server);
-            self.expected.push(Sock {
-                local: c,
-                remote: s,
-                state: TCP_FIN_WAIT2,
-            });
-            self.expected.push(Sock {
-                local: s,
-                remote: c,
-                state: TCP_CLOSE_WAIT,
-            });
-            self.streams.push(client);
-            self.streams.push(server);
+            self.keep(client, server, TCP_FIN_WAIT2, TCP_CLOSE_WAIT);
         }
         self
+    }
+
+    /// Keeps both ends of a connection open, expecting the client in
+    /// `client_state` and the server in `server_state`.
+    fn keep(&mut self, client: TcpStream, server: TcpStream, client_state: u8, server_state: u8) {
+        let c = client.local_addr().expect("client local_addr").port();
+        let s = server.local_addr().expect("server local_addr").port();
+        self.expected.push(Sock {
+            local: c,
+            remote: s,
+            state: client_state,
+        });
+        self.expected.push(Sock {
+            local: s,
+            remote: c,
+            state: server_state,
+        });
+        self.streams.push(client);
+        self.streams.push(server);
     }
 
     /// A family some listener on `port` accepts (IPv4 preferred).

@@ -28,7 +28,6 @@ fn tcpconns_lines(log: &str) -> Vec<&str> {
 
 #[test]
 fn bad_configs_stop_collectd_with_one_line_naming_key_value_and_range() {
-    require_root!();
     let range = "expected a whole number from 1 to 65535";
     let cases: &[(&str, &str)] = &[
         ("LocalPort 0", "LocalPort: invalid port \"0.000000\""),

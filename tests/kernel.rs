@@ -27,7 +27,7 @@ fn dump(ns: &Netns, program: &[u8]) -> Result<Vec<Sock>, NetlinkError> {
 
 #[test]
 fn unfiltered_dump_sees_both_families_exactly() {
-    require_root!();
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-all");
     let pop = mixed_population(&ns);
     let mut want = pop.expected.clone();
@@ -37,7 +37,7 @@ fn unfiltered_dump_sees_both_families_exactly() {
 
 #[test]
 fn filtered_dump_gives_only_the_chosen_ports() {
-    require_root!();
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-filter");
     let pop = mixed_population(&ns);
     let mut program = Vec::new();
@@ -69,7 +69,7 @@ fn filtered_dump_gives_only_the_chosen_ports() {
 
 #[test]
 fn the_kernel_refuses_a_malformed_program_with_einval() {
-    require_root!();
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-einval");
     let _pop = mixed_population(&ns);
     let mut program = Vec::new();

@@ -12,19 +12,13 @@
 //! dpkg-dev (ci/setup.sh installs them; the package test installs cargo-deb
 //! itself if it is missing).
 
-mod common;
-mod support;
-
-use common::*;
+use harness::*;
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{
-    checked, collectd_defaults, config_head, csv_block, host_lock, output, plugindir_lines, repo,
-    snapshot, snapshot_diff, text, Csv, Daemon, Entry, TempDir,
-};
 
 const PREFIX: &str = "/usr/local/lib/collectd-tcpconns";
 const SNIPPET: &str = "/etc/collectd/collectd.conf.d/tcpconns.conf";
@@ -81,22 +75,20 @@ fn seed_population(ns: &Netns) -> Population {
 /// would write. Returns the csv after one read, and the log.
 fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
     let dir = TempDir::new(tag);
-    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-    if include.is_dir() {
-        conf += &format!(
-            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
-            include.display()
-        );
-    } else {
-        conf += &format!("Include \"{}\"\n\n", include.display());
-    }
-    conf += &csv_block(dir.path());
+    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+        .block(&include_line(include))
+        .csv();
     let tmpfs: &[&str] = if Path::new("/var/lib/collectd").is_dir() {
         &["/var/lib/collectd"]
     } else {
         &[]
     };
-    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), tmpfs);
+    let launch = Launch {
+        netns: Some(ns.name()),
+        tmpfs,
+        ..Launch::default()
+    };
+    let mut cd = Collectd::start(dir, &conf, &launch);
     let want = expected_values(&[], &seed_selection()).len();
     let csv = cd.wait_for(
         "one read of the seed's series",
@@ -105,6 +97,18 @@ fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
     );
     cd.stop();
     (csv, cd.log())
+}
+
+/// collectd's `Include` of a file, or of the `*.conf` files of a directory.
+fn include_line(path: &Path) -> String {
+    if path.is_dir() {
+        format!(
+            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>",
+            path.display()
+        )
+    } else {
+        format!("Include \"{}\"", path.display())
+    }
 }
 
 /// The values of a run from the installed config are exactly the seed
@@ -140,6 +144,161 @@ fn manifest(prefix: &Path) -> Vec<(char, PathBuf)> {
 fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
     let r = root.to_str().unwrap();
     snapshot(&[(r, true)])
+}
+
+// ---------------------------------------------------------------------------
+// collectd's own answers, snapshots of system paths, one test at a time on
+// the real host
+// ---------------------------------------------------------------------------
+
+/// (`Config file`, `Plugin directory`) as `collectd -h` prints them.
+fn collectd_defaults() -> (String, String) {
+    let out = output(Command::new("/usr/sbin/collectd").arg("-h"));
+    let help = text(&out);
+    let field = |name: &str| {
+        help.lines()
+            .find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("collectd -h has no {name:?}:\n{help}"))
+    };
+    (field("Config file"), field("Plugin directory"))
+}
+
+/// The directories of the `PluginDir` lines of a config file, in order.
+fn plugindir_lines(conf: &str) -> Vec<String> {
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("PluginDir"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// What a path is: kind, mode, owner, and for files the sha256 and mtime
+/// (directory mtimes are left out: adding and removing a file changes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: Option<(i64, i64)>,
+    pub sha256: Option<String>,
+    pub link: Option<PathBuf>,
+}
+
+/// path -> entry for `roots` (`(path, recursive)`); a missing root is
+/// simply absent. Files are hashed with sha256sum.
+fn snapshot(roots: &[(&str, bool)]) -> BTreeMap<PathBuf, Entry> {
+    fn walk(p: &Path, recursive: bool, depth: usize, out: &mut BTreeMap<PathBuf, Entry>) {
+        let Ok(md) = fs::symlink_metadata(p) else {
+            return;
+        };
+        let ft = md.file_type();
+        let kind = if ft.is_symlink() {
+            'l'
+        } else if ft.is_dir() {
+            'd'
+        } else if ft.is_file() {
+            'f'
+        } else {
+            'o'
+        };
+        out.insert(
+            p.to_path_buf(),
+            Entry {
+                kind,
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime_ns: (kind == 'f').then(|| (md.mtime(), md.mtime_nsec())),
+                sha256: None,
+                link: fs::read_link(p).ok(),
+            },
+        );
+        if kind == 'd' && (recursive || depth == 0) {
+            let mut children: Vec<PathBuf> = fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            children.sort();
+            for c in children {
+                walk(&c, recursive, depth + 1, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (root, recursive) in roots {
+        walk(Path::new(root), *recursive, 0, &mut out);
+    }
+    let files: Vec<PathBuf> = out
+        .iter()
+        .filter(|(_, e)| e.kind == 'f')
+        .map(|(p, _)| p.clone())
+        .collect();
+    for chunk in files.chunks(200) {
+        let out_sums = checked(Command::new("sha256sum").arg("--").args(chunk));
+        for line in out_sums.lines() {
+            if let Some((sum, path)) = line.split_once("  ") {
+                if let Some(e) = out.get_mut(Path::new(path)) {
+                    e.sha256 = Some(sum.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Human-readable differences: `+ path` added, `- path` removed, `~ path`
+/// changed (with the fields that differ).
+fn snapshot_diff(
+    before: &BTreeMap<PathBuf, Entry>,
+    after: &BTreeMap<PathBuf, Entry>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, a) in after {
+        match before.get(p) {
+            None => out.push(format!("+ {}", p.display())),
+            Some(b) if b != a => out.push(format!("~ {} ({b:?} -> {a:?})", p.display())),
+            _ => {}
+        }
+    }
+    for p in before.keys() {
+        if !after.contains_key(p) {
+            out.push(format!("- {}", p.display()));
+        }
+    }
+    out
+}
+
+/// Held while a test changes the real /etc and /usr/local: a mutex for the
+/// tests of this process and an flock for other processes.
+struct HostLock {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _file: fs::File,
+}
+
+fn host_lock() -> HostLock {
+    static MUTEX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = MUTEX.lock().unwrap_or_else(|p| p.into_inner());
+    let path = "/run/lock/collectd-tcpconns-host-tests.lock";
+    let _ = fs::create_dir_all("/run/lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; released when the file closes.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {path}: {}", std::io::Error::last_os_error());
+    HostLock {
+        _guard: guard,
+        _file: file,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -191,7 +350,9 @@ fn host_include() -> PathBuf {
 }
 
 #[test]
+#[ignore = "changes the host (installs into /etc/collectd and /usr/local): run by ci/test.sh"]
 fn script_on_this_host() {
+    require_root!();
     let _lock = host_lock();
     assert_host_clean();
     let (main, plugindir) = collectd_defaults();
@@ -294,7 +455,9 @@ fn dpkg_status() -> Option<String> {
 }
 
 #[test]
+#[ignore = "changes the host (dpkg -i of the package, /etc/collectd, /usr/local): run by ci/test.sh"]
 fn debian_package_on_this_host() {
+    require_root!();
     ensure_cargo_deb();
     // Build the package (cargo deb builds the release .so itself).
     let out = checked(
@@ -405,19 +568,20 @@ fn debian_package_on_this_host() {
     assert!(Path::new(SNIPPET).is_file(), "dpkg -r removed the conffile");
     {
         let dir = TempDir::new("inst-deb-removed");
-        let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-        conf += &format!("Include \"{SNIPPET}\"\n\n");
-        conf += &csv_block(dir.path());
-        let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(3) && cd.exited().is_none() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let exited = cd.exited();
-        let log = cd.log();
-        cd.stop();
+        let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+            .block(&include_line(Path::new(SNIPPET)))
+            .csv();
+        let launch = Launch {
+            netns: Some(ns.name()),
+            ..Launch::default()
+        };
+        let mut cd = Collectd::start(dir, &conf, &launch);
+        let log = cd.wait_log("the read loop", Duration::from_secs(20), |log| {
+            log.contains("Initialization complete")
+        });
         assert_eq!(
-            exited, None,
+            cd.exited(),
+            None,
             "collectd did not keep running after dpkg -r:\n{log}"
         );
         assert!(
@@ -511,6 +675,7 @@ impl Scratch {
 /// seed's ports, and uninstall leaves nothing behind.
 #[test]
 fn script_without_main_config_creates_one() {
+    require_root!();
     let s = Scratch::new("inst-nomain");
     let before = tree(s.root());
     let out = s.install(&[]);
@@ -564,6 +729,7 @@ fn script_without_main_config_creates_one() {
 /// alone: the script installs, says what line to add, and uninstalls.
 #[test]
 fn script_leaves_a_main_config_without_include_alone() {
+    require_root!();
     let s = Scratch::new("inst-noinc");
     fs::write(s.config(), "LoadPlugin cpu\n").unwrap();
     let before = tree(s.root());
@@ -584,6 +750,7 @@ fn script_leaves_a_main_config_without_include_alone() {
 /// changing anything.
 #[test]
 fn script_refuses_to_overwrite_a_file_it_did_not_create() {
+    require_root!();
     let s = Scratch::new("inst-foreign");
     fs::create_dir_all(s.confdir()).unwrap();
     fs::write(s.confdir().join("tcpconns.conf"), "# mine\n").unwrap();
@@ -607,6 +774,7 @@ fn script_refuses_to_overwrite_a_file_it_did_not_create() {
 /// uninstall keeps it too (and says so) until --force.
 #[test]
 fn script_update_and_uninstall_keep_an_edited_snippet() {
+    require_root!();
     let s = Scratch::new("inst-update");
     fs::create_dir_all(s.confdir()).unwrap();
     fs::write(
@@ -649,6 +817,7 @@ fn script_update_and_uninstall_keep_an_edited_snippet() {
 /// (which would load the C plugin first) gets a warning.
 #[test]
 fn script_switches_back_to_the_main_configs_plugindir() {
+    require_root!();
     let s = Scratch::new("inst-plugindir");
     fs::write(
         s.config(),
@@ -682,6 +851,7 @@ fn script_switches_back_to_the_main_configs_plugindir() {
 /// LoadPlugin does nothing) and their blocks add up.
 #[test]
 fn ready_snippets_load_together() {
+    require_root!();
     let s = Scratch::new("inst-snippets");
     let out = s.install(&[
         "--snippet",
@@ -693,16 +863,17 @@ fn ready_snippets_load_together() {
     let ns = Netns::new("inst-snip");
     let pop = seed_population(&ns);
     let dir = TempDir::new("inst-snippets-run");
-    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-    conf += &format!(
-        "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
-        s.confdir().display()
-    );
-    conf += &csv_block(dir.path());
+    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+        .block(&include_line(&s.confdir()))
+        .csv();
     let mut sel = seed_selection();
     sel.summary = true;
     let want = expected_values(&pop.expected, &sel);
-    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
+    let launch = Launch {
+        netns: Some(ns.name()),
+        ..Launch::default()
+    };
+    let mut cd = Collectd::start(dir, &conf, &launch);
     let csv = cd.wait_for("one read", Duration::from_secs(20), |c| {
         c.tcpconns_values().len() >= want.len()
     });

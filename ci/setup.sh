@@ -20,7 +20,8 @@ command -v cargo >/dev/null 2>&1 || need+=(cargo)
 # with dpkg-shlibdeps (dpkg-dev).
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 # tests/prometheus.rs: collectd's write_prometheus scraped by a real
-# Prometheus (the package brings promtool), queried with curl.
+# Prometheus (the package brings promtool); curl for what
+# docs/prometheus/record.sh records.
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 ldconfig -p | grep 'libmicrohttpd\.so\.12 ' >/dev/null || need+=(libmicrohttpd12)

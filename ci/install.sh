@@ -1,40 +1,63 @@
 #!/usr/bin/env bash
-# Installs this project's tcpconns.so next to the distribution's collectd
-# without touching any file of the distribution, and removes it again.
+# Installs this project's tcpconns.so for the distribution's collectd, and
+# removes it again.
 #
 #   ci/install.sh [install] [options]   build (release) and install
 #   ci/install.sh uninstall [options]   remove exactly what install created
 #
-# What install creates (and records, with checksums, in PREFIX/install-manifest):
+# Two layouts:
+#
+# In place of the C plugin (the default; needs dpkg-divert, i.e. a
+# Debian-family host). The same as the Debian package does: collectd's
+# PLUGINDIR/tcpconns.so (the C plugin of collectd-core) is diverted to
+# PLUGINDIR/tcpconns.so.distrib with `dpkg-divert --local --rename`, and ours
+# is installed as PLUGINDIR/tcpconns.so, so every configuration that says
+# `LoadPlugin tcpconns` loads ours, unchanged; upgrades of collectd-core
+# unpack the C plugin to the diverted name. Uninstall removes ours and the
+# diversion, which moves the C plugin back. A running collectd is restarted
+# (systemctl try-restart) on install and uninstall where systemd runs.
+#   PLUGINDIR/tcpconns.so      the release build of this crate
+#   CONFDIR/tcpconns.conf      packaging/tcpconns.conf: a commented example
+#                              only, so no configuration changes
+#
+# Side by side (--side-by-side), for trying ours next to the C plugin: no
+# file of the distribution changes, and only configurations that include
+# the snippet load ours.
 #   PREFIX/tcpconns.so         the release build of this crate
 #   PREFIX/load.conf           PluginDir PREFIX / LoadPlugin tcpconns /
 #                              PluginDir <collectd's own plugin directory>
-#   CONFDIR/tcpconns.conf      the snippet (collectd.d/tcpconns.conf): includes
-#                              load.conf, then the <Plugin tcpconns> block
+#   CONFDIR/tcpconns.conf      the snippet (collectd.d/tcpconns.conf), its
+#                              `LoadPlugin tcpconns` turned into an Include
+#                              of load.conf, then the <Plugin tcpconns> block
 #   CONFIG                     only if it does not exist (collectd-core alone
 #                              ships none): a minimal main config that reads
 #                              CONFDIR/*.conf; --no-main-config skips it
-#   any directory on those paths that did not exist
+#
+# Both record what they created (and any directory on those paths that did
+# not exist), with checksums, in PREFIX/install-manifest.
 #
 # Options (defaults come from `collectd -h`, nothing about the host is assumed):
-#   --prefix DIR       where tcpconns.so and load.conf go
+#   --side-by-side     the second layout
+#   --prefix DIR       where the manifest goes, and with --side-by-side
+#                      tcpconns.so and load.conf
 #                      (default /usr/local/lib/collectd-tcpconns)
 #   --config FILE      collectd's main config (default: "Config file" of collectd -h)
 #   --confdir DIR      where the snippet goes (default: the directory CONFIG
 #                      includes, else <dir of CONFIG>/collectd.conf.d)
-#   --snippet FILE     snippet(s) to install instead of collectd.d/tcpconns.conf
+#   --snippet FILE     snippet(s) to install instead of the default one
 #                      (repeatable; a bare name is looked up in collectd.d/)
-#   --no-main-config   never create CONFIG
+#   --no-main-config   never create CONFIG (--side-by-side)
 #   --no-build         install target/release/libtcpconns.so as it is
 #   --force            uninstall: also remove files changed since install
 #
 # Environment: COLLECTD (default: collectd on PATH, else /usr/sbin/collectd).
 #
-# It never modifies or removes a file it did not create: install stops before
-# changing anything if one of its targets exists and is not in the manifest;
-# uninstall removes only what the manifest lists and keeps (and reports) files
-# changed since install unless --force. Installing again over an install
-# updates tcpconns.so and load.conf, and the snippets you have not edited.
+# It never modifies or removes a file it did not create, except the C plugin
+# it diverts: install stops before changing anything if one of its targets
+# exists and is not in the manifest; uninstall removes only what the manifest
+# lists and keeps (and reports) files changed since install unless --force.
+# Installing again over an install updates tcpconns.so (and load.conf), and
+# the snippets you have not edited.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,11 +74,13 @@ prefix=$default_prefix
 config=""
 confdir=""
 snippets=()
+layout=divert
 main_config=yes
 build=yes
 force=no
 while [ $# -gt 0 ]; do
   case "$1" in
+    --side-by-side) layout=side-by-side; shift ;;
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
     --config) config=${2:?--config needs a file}; shift 2 ;;
     --confdir) confdir=${2:?--confdir needs a directory}; shift 2 ;;
@@ -73,6 +98,14 @@ manifest=$prefix/install-manifest
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# Restarts a collectd that systemd runs, so that it maps the tcpconns.so
+# now in place (the divert layout changes what `LoadPlugin tcpconns` loads).
+restart_collectd() {
+  if [ -d /run/systemd/system ] && systemctl -q is-active collectd.service 2>/dev/null; then
+    systemctl try-restart collectd.service && say "restarted collectd.service"
+  fi
+}
+
 # ---------------------------------------------------------------------------
 # uninstall
 # ---------------------------------------------------------------------------
@@ -81,11 +114,12 @@ if [ "$action" = uninstall ]; then
     say "nothing to uninstall: no $manifest"
     exit 0
   fi
-  files=() sums=() dirs=()
+  files=() sums=() dirs=() diverted=() divert_to=()
   while IFS=$'\t' read -r kind sum path; do
     case "$kind" in
       f) files+=("$path"); sums+=("$sum") ;;
       d) dirs+=("$path") ;;
+      v) diverted+=("$path"); divert_to+=("$sum") ;;
       '#'*|'') ;;
       *) die "$manifest: bad line \"$kind\"" ;;
     esac
@@ -104,12 +138,27 @@ if [ "$action" = uninstall ]; then
       kept_sums+=("${sums[i]}")
     fi
   done
-  if [ ${#kept_files[@]} -gt 0 ]; then
+  kept_diverted=() kept_divert_to=()
+  for i in "${!diverted[@]}"; do
+    p=${diverted[i]} to=${divert_to[i]}
+    if [ -e "$p" ] || [ -L "$p" ]; then
+      say "kept the diversion of $p to $to: $p is still there"
+      kept_diverted+=("$p"); kept_divert_to+=("$to")
+    else
+      dpkg-divert --local --rename --divert "$to" --remove "$p" >/dev/null ||
+        die "dpkg-divert --remove $p failed"
+      say "removed the diversion of $p: $to is back at $p"
+    fi
+  done
+  if [ ${#kept_files[@]} -gt 0 ] || [ ${#kept_diverted[@]} -gt 0 ]; then
     # Keep the directories too, and remember what is left, so that
     # `uninstall --force` can finish the job.
     {
       echo "# collectd-tcpconns install manifest (what uninstall left)"
       for d in "${dirs[@]}"; do printf 'd\t-\t%s\n' "$d"; done
+      for i in "${!kept_diverted[@]}"; do
+        printf 'v\t%s\t%s\n' "${kept_divert_to[i]}" "${kept_diverted[i]}"
+      done
       for i in "${!kept_files[@]}"; do
         printf 'f\t%s\t%s\n' "${kept_sums[i]}" "${kept_files[i]}"
       done
@@ -131,6 +180,7 @@ if [ "$action" = uninstall ]; then
     fi
   done
   say "uninstalled"
+  [ ${#diverted[@]} -eq 0 ] || restart_collectd
   exit 0
 fi
 
@@ -146,11 +196,15 @@ default_plugindir=$(printf '%s\n' "$help" | sed -n 's/^ *Plugin directory  *//p'
 [ -n "$config" ] || config=$default_config
 [ -n "$config" ] || die "cannot read \"Config file\" from $collectd -h; pass --config"
 
-# The package installs into the default prefix: the two would share files.
-if [ "$prefix" = "$default_prefix" ] &&
+# The package diverts the same file and uses the default prefix's manifest
+# path in its checks: the two would fight over the same files.
+if { [ "$layout" = divert ] || [ "$prefix" = "$default_prefix" ]; } &&
   status=$(dpkg-query -W -f='${Status}' collectd-tcpconns 2>/dev/null) &&
   [ "$status" = "install ok installed" ]; then
   die "the Debian package collectd-tcpconns is installed; remove it first (dpkg -r collectd-tcpconns)"
+fi
+if [ "$layout" = divert ] && ! command -v dpkg-divert >/dev/null 2>&1; then
+  die "no dpkg-divert: not a Debian-family host; use --side-by-side"
 fi
 
 # The active (uncommented) lines of the main config, if there is one.
@@ -160,14 +214,17 @@ if [ -f "$config" ]; then
 fi
 unquote() { local v=${1#\"}; printf '%s' "${v%\"}"; }
 
-# Where to switch PluginDir back to: the main config's own PluginDir if it
-# sets one, else collectd's built-in default.
+# The directory collectd loads plugins from: the main config's own
+# PluginDir if it sets one, else collectd's built-in default. The divert
+# layout installs there; load.conf switches back to it.
 back=$default_plugindir
 pd=$(printf '%s\n' "$active" | sed -n 's/^PluginDir[[:space:]]\{1,\}\([^[:space:]#]*\).*/\1/Ip' | tail -n 1)
 if [ -n "$pd" ]; then
   back=$(unquote "$pd")
-  say "$config sets PluginDir $back: load.conf switches back to that"
+  say "$config sets PluginDir $back: using that plugin directory"
 fi
+target_so=$back/tcpconns.so
+divert_to=$back/tcpconns.so.distrib
 
 # Directories the main config includes (Include "dir", <Include "dir">,
 # Include "dir/*.conf").
@@ -195,16 +252,22 @@ reads_confdir=no
 for inc in "${included[@]}"; do
   [ "$inc" = "$confdir" ] && reads_confdir=yes
 done
-if [ ! -e "$config" ] && [ "$main_config" = yes ]; then
+if [ "$layout" = side-by-side ] && [ ! -e "$config" ] && [ "$main_config" = yes ]; then
   create_main=yes
   reads_confdir=yes
 fi
-if printf '%s\n' "$active" | grep -qiE '^<?LoadPlugin[[:space:]]+"?tcpconns"?([[:space:]>]|$)'; then
+if [ "$layout" = side-by-side ] &&
+  printf '%s\n' "$active" | grep -qiE '^<?LoadPlugin[[:space:]]+"?tcpconns"?([[:space:]>]|$)'; then
   say "WARNING: $config loads tcpconns itself: that LoadPlugin comes first and loads"
   say "  $back/tcpconns.so (the C plugin); ours is then never loaded. Remove that line."
 fi
 
-[ ${#snippets[@]} -gt 0 ] || snippets=(tcpconns.conf)
+if [ ${#snippets[@]} -eq 0 ]; then
+  case "$layout" in
+    divert) snippets=("$here/packaging/tcpconns.conf") ;;
+    side-by-side) snippets=(tcpconns.conf) ;;
+  esac
+fi
 sources=()
 for s in "${snippets[@]}"; do
   case "$s" in */*) ;; *) s=$here/collectd.d/$s ;; esac
@@ -229,9 +292,11 @@ add() { # add TARGET STAGED MODE KIND(binary|config) ORIGIN
   targets+=("$1"); stagefiles+=("$2"); modes+=("$3"); kinds+=("$4"); origins+=("$5")
 }
 cp "$so" "$stage/tcpconns.so"
-add "$prefix/tcpconns.so" "$stage/tcpconns.so" 644 binary "$so"
-
-awk -v ours="$prefix" -v back="$back" '
+if [ "$layout" = divert ]; then
+  add "$target_so" "$stage/tcpconns.so" 644 binary "$so"
+else
+  add "$prefix/tcpconns.so" "$stage/tcpconns.so" 644 binary "$so"
+  awk -v ours="$prefix" -v back="$back" '
   /^[[:space:]]*PluginDir[[:space:]]/ {
     n++
     if (n == 1) { print "PluginDir \"" ours "\""; next }
@@ -240,12 +305,22 @@ awk -v ours="$prefix" -v back="$back" '
   { print }
   END { if (n != 2) exit 3 }
 ' "$here/packaging/load.conf" > "$stage/load.conf" || die "packaging/load.conf must have exactly two PluginDir lines"
-add "$prefix/load.conf" "$stage/load.conf" 644 binary "$here/packaging/load.conf"
+  add "$prefix/load.conf" "$stage/load.conf" 644 binary "$here/packaging/load.conf"
+fi
 
 for s in "${sources[@]}"; do
   name=$(basename "$s")
-  # The snippets name load.conf by its default path; point them at ours.
-  sed "s|$default_prefix|$(printf '%s' "$prefix" | sed 's/[&|\\]/\\&/g')|g" "$s" > "$stage/$name"
+  if [ "$layout" = side-by-side ]; then
+    # Side by side, `LoadPlugin tcpconns` would load the C plugin: the
+    # snippet loads ours through load.conf instead.
+    include="Include \"$prefix/load.conf\""
+    awk -v include="$include" '
+      /^[[:space:]]*LoadPlugin[[:space:]]+"?tcpconns"?[[:space:]]*$/ { print include; next }
+      { print }
+    ' "$s" > "$stage/$name"
+  else
+    cp "$s" "$stage/$name"
+  fi
   add "$confdir/$name" "$stage/$name" 644 config "$s"
 done
 
@@ -271,18 +346,33 @@ fi
 # install: check every target before changing anything
 # ---------------------------------------------------------------------------
 declare -A old_sum=()
-old_dirs=()
+old_dirs=() old_diversions=()
 if [ -f "$manifest" ]; then
   while IFS=$'\t' read -r kind sum path; do
     case "$kind" in
       f) old_sum[$path]=$sum ;;
       d) old_dirs+=("$path") ;;
+      v) old_diversions+=("$(printf 'v\t%s\t%s' "$sum" "$path")") ;;
     esac
   done < "$manifest"
   say "updating the install recorded in $manifest"
 fi
+diverted_by_us=no
+for v in "${old_diversions[@]}"; do
+  [ "${v##*$'\t'}" = "$target_so" ] && diverted_by_us=yes
+done
+if [ "$layout" = divert ] && [ "$diverted_by_us" = no ]; then
+  holder=$(dpkg-divert --listpackage "$target_so")
+  [ -z "$holder" ] || die "$target_so is diverted already (by $holder): not touching it (nothing was changed)"
+  [ -e "$target_so" ] || [ -L "$target_so" ] ||
+    say "NOTE: there is no $target_so to divert (collectd-core not installed?); diverting anyway, so a later install of it keeps ours"
+  [ ! -e "$divert_to" ] || die "$divert_to exists: not touching it (nothing was changed)"
+fi
 for i in "${!targets[@]}"; do
   t=${targets[i]}
+  # The C plugin in the plugin directory is what the divert layout moves
+  # aside, not a file in the way.
+  [ "$layout" = divert ] && [ "$t" = "$target_so" ] && [ "$diverted_by_us" = no ] && continue
   if { [ -e "$t" ] || [ -L "$t" ]; } && [ -z "${old_sum[$t]:-}" ]; then
     die "$t exists and was not installed by this script: not touching it (nothing was changed)"
   fi
@@ -317,7 +407,27 @@ make_dir() { # creates DIR and its missing parents, remembering each one made
   done
 }
 
+write_manifest() { # the directories, diversions and entries recorded so far
+  {
+    echo "# collectd-tcpconns install manifest: what ci/install.sh created (f: file, sha256; d: directory; v: diversion, diverted-to name)"
+    for d in "${new_dirs[@]}"; do printf 'd\t-\t%s\n' "$d"; done
+    for v in "${diversions[@]}"; do printf '%s\n' "$v"; done
+    for e in "${entries[@]}"; do printf '%s\n' "$e"; done
+  } > "$manifest.tmp"
+  mv -f -- "$manifest.tmp" "$manifest"
+}
+
 entries=()
+diversions=("${old_diversions[@]}")
+if [ "$layout" = divert ] && [ "$diverted_by_us" = no ]; then
+  make_dir "$prefix"
+  dpkg-divert --local --rename --divert "$divert_to" --add "$target_so" >/dev/null ||
+    die "dpkg-divert --add $target_so failed"
+  diversions+=("$(printf 'v\t%s\t%s' "$divert_to" "$target_so")")
+  # Recorded at once, so that uninstall undoes it even if a step below fails.
+  write_manifest
+  say "diverted $target_so to $divert_to (dpkg-divert --local)"
+fi
 for i in "${!targets[@]}"; do
   t=${targets[i]} src=${stagefiles[i]}
   new=$(sha "$src")
@@ -344,21 +454,22 @@ for t in "${!old_sum[@]}"; do
   [ $found = yes ] || entries+=("$(printf 'f\t%s\t%s' "${old_sum[$t]}" "$t")")
 done
 make_dir "$prefix"
-{
-  echo "# collectd-tcpconns install manifest: what ci/install.sh created (f: file, sha256; d: directory)"
-  for d in "${new_dirs[@]}"; do printf 'd\t-\t%s\n' "$d"; done
-  printf '%s\n' "${entries[@]}"
-} > "$manifest.tmp"
-mv -f -- "$manifest.tmp" "$manifest"
+write_manifest
 say "recorded in $manifest"
 
 if [ "$create_main" = yes ]; then
   say "$config did not exist: created a minimal one that reads $confdir/*.conf"
-elif [ "$reads_confdir" = no ]; then
+elif [ "$reads_confdir" = no ] && [ "${sources[*]}" != "$here/packaging/tcpconns.conf" ]; then
   say "NOTE: $config does not include $confdir, so collectd does not read the snippet yet."
   say "  Add these lines at its end (after its other LoadPlugin lines):"
   say "    <Include \"$confdir\">"
   say "      Filter \"*.conf\""
   say "    </Include>"
 fi
-say "done; restart collectd to load it (systemctl restart collectd)"
+if [ "$layout" = divert ]; then
+  say "every configuration with \`LoadPlugin tcpconns\` now loads $target_so (ours);"
+  say "  the C plugin is at $divert_to until \`ci/install.sh uninstall\`"
+  restart_collectd
+else
+  say "done; restart collectd to load it (systemctl restart collectd)"
+fi

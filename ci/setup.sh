@@ -2,7 +2,10 @@
 # Installs what building, testing and the demo need on a fresh Debian machine
 # (run as root): collectd-core (collectd and Debian's C tcpconns.so),
 # iproute2 (ip netns, ss), a C compiler and binutils (test shim, nm), python3
-# (demo population). Rust comes from rustup or Debian's cargo (>= 1.77).
+# (demo population), and for tests/prometheus.rs the Prometheus server and
+# promtool, curl, and the two libraries collectd's write_prometheus.so needs
+# (collectd-core only suggests them). Rust comes from rustup or Debian's
+# cargo (>= 1.77).
 set -euo pipefail
 
 need=()
@@ -16,6 +19,13 @@ command -v cargo >/dev/null 2>&1 || need+=(cargo)
 # tests/install.rs: `cargo deb` resolves the package's library dependencies
 # with dpkg-shlibdeps (dpkg-dev).
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# tests/prometheus.rs: collectd's write_prometheus scraped by a real
+# Prometheus (the package brings promtool); curl for what
+# docs/prometheus/record.sh records.
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+ldconfig -p | grep 'libmicrohttpd\.so\.12 ' >/dev/null || need+=(libmicrohttpd12)
+ldconfig -p | grep 'libprotobuf-c\.so\.1 ' >/dev/null || need+=(libprotobuf-c1)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

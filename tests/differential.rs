@@ -2,11 +2,10 @@
 //! population with the same configuration, must dispatch the same
 //! identifiers and values; both must also match the population.
 
-mod common;
-
-use common::*;
+use harness::*;
 
 fn same_as_stock(tag: &str, block: &str, sel: Selection) {
+    require_root!();
     let ns = Netns::new(tag);
     let pop = mixed_population(&ns);
     let stock = run_collectd(&ns, Plugin::Stock, block, &[]);

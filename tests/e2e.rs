@@ -2,11 +2,10 @@
 //! its own network namespace: every dispatched value is checked exactly.
 //! Needs root, iproute2 and collectd-core.
 
-mod common;
-
-use common::*;
+use harness::*;
 
 fn check(tag: &str, block: &str, sel: Selection) {
+    require_root!();
     let ns = Netns::new(tag);
     let pop = mixed_population(&ns);
     let run = run_collectd(&ns, Plugin::Ours, block, &[]);
@@ -91,6 +90,7 @@ fn listening_ports_false_alone_still_reports_listeners_like_the_c_plugin() {
 /// counts; the switch is logged once.
 #[test]
 fn procfs_fallback_serves_every_read_from_the_first() {
+    require_root!();
     let ns = Netns::new("procfs");
     let pop = mixed_population(&ns);
     let shim = no_netlink_shim();
@@ -103,7 +103,7 @@ fn procfs_fallback_serves_every_read_from_the_first() {
         block,
         &[("LD_PRELOAD", shim)],
         &RunOptions {
-            interval_secs: 1,
+            interval: 1.0,
             min_rows: 3,
             ..RunOptions::default()
         },
@@ -118,14 +118,7 @@ fn procfs_fallback_serves_every_read_from_the_first() {
         },
     );
     assert_values("procfs", &run.values, &want, &run.log);
-    let reads = run.rows.values().map(Vec::len).max().unwrap_or(0);
-    assert!(reads >= 3, "only {reads} reads:\n{}", run.log);
-    for (key, rows) in &run.rows {
-        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{}", run.log);
-        for (t, v) in rows {
-            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{}", run.log);
-        }
-    }
+    run.assert_each_read(&want, 3, None);
     let switches = run
         .log
         .matches("reading /proc/net/tcp and /proc/net/tcp6 instead")

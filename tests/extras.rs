@@ -1,11 +1,10 @@
 //! Opt-in extras beyond the C plugin, checked in real collectd on
 //! populations the tests make: accept-queue depth of listeners.
 
-mod common;
-
-use common::*;
+use harness::*;
 use std::net::TcpStream;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
 
 /// A listener on 127.0.0.1:`port` with exactly `backlog`, made with libc
 /// because std picks its own backlog.
@@ -47,7 +46,15 @@ fn queue_run(tag: &str, env: &[(&str, &str)]) -> Run {
     let _wa = waiting(&ns, 7000, 5);
     let _wb = waiting(&ns, 7001, 3);
     // 7002 listens with nothing waiting; 7003 is configured but has no listener.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    ns.wait_sockets("5 and 3 connections waiting on 7000 and 7001", |socks| {
+        let waiting = |port| {
+            socks
+                .iter()
+                .filter(|s| s.local == port && s.state == TCP_ESTABLISHED)
+                .count()
+        };
+        waiting(7000) == 5 && waiting(7001) == 3
+    });
     let block =
         "<Plugin tcpconns>\n  AcceptQueue true\n  ListeningPorts true\n  LocalPort 7003\n</Plugin>";
     let run = run_collectd(&ns, Plugin::Ours, block, env);
@@ -82,6 +89,7 @@ fn queue(run: &Run, port: u16, which: &str) -> Option<f64> {
 
 #[test]
 fn accept_queue_depth_and_limit_from_netlink() {
+    require_root!();
     let run = queue_run("aq-nl", &[]);
     assert_eq!(queue(&run, 7000, "accept"), Some(5.0), "{}", run.log);
     assert_eq!(queue(&run, 7000, "accept_limit"), Some(7.0), "{}", run.log);
@@ -94,6 +102,7 @@ fn accept_queue_depth_and_limit_from_netlink() {
 
 #[test]
 fn accept_queue_depth_from_procfs_without_a_made_up_limit() {
+    require_root!();
     let shim = no_netlink_shim();
     let run = queue_run("aq-proc", &[("LD_PRELOAD", shim.to_str().unwrap())]);
     assert!(run.log.contains("reading /proc/net/tcp"), "{}", run.log);
@@ -121,6 +130,7 @@ fn prefixed(
 
 #[test]
 fn other_namespaces_are_counted_under_their_names_and_a_missing_one_is_skipped() {
+    require_root!();
     let host = Netns::new("ns-host");
     let a = Netns::new("ns-a");
     let b = Netns::new("ns-b");
@@ -161,6 +171,7 @@ fn other_namespaces_are_counted_under_their_names_and_a_missing_one_is_skipped()
 
 #[test]
 fn a_namespace_that_goes_away_and_comes_back_is_read_again() {
+    require_root!();
     let host = Netns::new("nsb-host");
     let name = format!("tcpc-nsb-{}", std::process::id());
     let ns = Netns::with_name(name.clone());
@@ -170,12 +181,15 @@ fn a_namespace_that_goes_away_and_comes_back_is_read_again() {
     let block = format!(
         "<Plugin tcpconns>\n  LocalPort 80\n  Namespace \"/run/netns/{name}\" \"web\"\n</Plugin>"
     );
-    let mut c = Collectd::start(&host, Plugin::Ours, &block, &[], 1);
-    c.wait_reads(2, std::time::Duration::from_secs(20));
+    let mut c = Collectd::tcpconns(Some(&host), Plugin::Ours, &block, &[], 1.0);
+    c.wait_reads(2, Duration::from_secs(20));
     drop(first);
     drop(ns);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let gone_log = c.log();
+    let label = format!("namespace web (/run/netns/{name}): ");
+    let gone = format!("{label}not there; skipped until it is");
+    c.wait_log("the namespace missed", Duration::from_secs(20), |log| {
+        log.contains(&gone)
+    });
     let ns = Netns::with_name(name.clone());
     let mut second = Population::new(&ns);
     second
@@ -184,13 +198,8 @@ fn a_namespace_that_goes_away_and_comes_back_is_read_again() {
         .close_wait_pairs(80, 1);
     second.settle(&ns);
     let before = c.reads();
-    c.wait_reads(before + 3, std::time::Duration::from_secs(20));
+    c.wait_reads(before + 3, Duration::from_secs(20));
     let run = c.finish();
-    let label = format!("namespace web (/run/netns/{name}): ");
-    assert!(
-        gone_log.contains(&format!("{label}not there; skipped until it is")),
-        "{gone_log}"
-    );
     assert_eq!(
         run.log.matches(&format!("{label}not there")).count(),
         1,
@@ -271,7 +280,10 @@ fn networks_run(tag: &str, env: &[(&str, &str)]) -> Run {
     ] {
         conns.push(connect_from(&ns, src, 6000, listener));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    ns.wait_sockets("6 connections to 6000, both ends", |socks| {
+        let est = socks.iter().filter(|s| s.state == TCP_ESTABLISHED);
+        est.filter(|s| s.local == 6000 || s.remote == 6000).count() == 12
+    });
     let block = "<Plugin tcpconns>\n  RemoteNetwork \"127.0.0.2/32\" \"127.0.0.0/30\"\n  \
                  RemoteNetwork \"::1\"\n  LocalNetwork \"127.0.0.0/8\"\n  LocalPort 6000\n</Plugin>";
     run_collectd(&ns, Plugin::Ours, block, env)
@@ -307,13 +319,77 @@ fn check_networks(run: &Run) {
 
 #[test]
 fn counts_by_network_from_netlink() {
+    require_root!();
     check_networks(&networks_run("net-nl", &[]));
 }
 
 #[test]
 fn counts_by_network_from_procfs() {
+    require_root!();
     let shim = no_netlink_shim();
     let run = networks_run("net-proc", &[("LD_PRELOAD", shim.to_str().unwrap())]);
     assert!(run.log.contains("reading /proc/net/tcp"), "{}", run.log);
     check_networks(&run);
+}
+
+/// collectd without root (as `nobody`) cannot enter a namespace that is
+/// there: that is logged once, never "there (again)" while nothing changes,
+/// and the host namespace is still read, exactly, on every read.
+#[test]
+fn a_namespace_that_cannot_be_entered_is_logged_once_and_the_rest_is_read() {
+    require_root!();
+    const NOBODY: u32 = 65534;
+    const INTERVAL: f64 = 0.2;
+    let host = Netns::new("unpriv-host");
+    let web = Netns::new("unpriv-web");
+    let mut pop = Population::new(&host);
+    pop.listen_v4(22).established(22, 2, Family::V4);
+    pop.settle(&host);
+    let _web_pop = mixed_population(&web);
+
+    // nobody must read the plugin: a copy in the scratch dir handed to it.
+    let dir = TempDir::new("unpriv");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(
+        plugin_dir().join("tcpconns.so"),
+        plugins.join("tcpconns.so"),
+    )
+    .unwrap();
+    let path = format!("/run/netns/{}", web.name());
+    let conf = Conf::new(dir.path(), "test", INTERVAL)
+        .csv()
+        .tcpconns_from(&plugins)
+        .block(&format!(
+            "<Plugin tcpconns>\n  LocalPort 22\n  Namespace \"{path}\" \"web\"\n</Plugin>"
+        ));
+    let launch = Launch {
+        netns: Some(host.name()),
+        user: Some(NOBODY),
+        ..Launch::default()
+    };
+    let mut c = Collectd::start(dir, &conf, &launch);
+    c.wait_reads(20, Duration::from_secs(30));
+    let run = c.finish();
+
+    let label = format!("namespace web ({path}): ");
+    let refused = format!(
+        "{label}netlink failed: cannot enter network namespace {path}: Operation not permitted"
+    );
+    assert_eq!(run.log.matches(&refused).count(), 1, "{}", run.log);
+    assert_eq!(
+        run.log.matches(&format!("{label}there (again)")).count(),
+        0,
+        "{}",
+        run.log
+    );
+    let want = expected_values(
+        &pop.expected,
+        &Selection {
+            local: vec![22],
+            ..Selection::default()
+        },
+    );
+    assert_values("host namespace", &run.values, &want, &run.log);
+    run.assert_each_read(&want, 20, Some(1.8 * INTERVAL));
 }

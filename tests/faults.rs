@@ -3,13 +3,22 @@
 //! missing or unreadable, socket churn during reads, odd kernel lines, and
 //! panics. collectd must never go down, and values must never lie.
 
-mod common;
-
-use common::*;
+use harness::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A read plugin of collectd's own, as a witness that reads happen while
+/// tcpconns dispatches nothing.
+const WITNESS: &str = "LoadPlugin load";
+
+/// Waits until the witness plugin has read 3 times.
+fn three_witness_reads(c: &mut Collectd) {
+    c.wait_for("3 reads of the load plugin", WAIT, |csv| {
+        csv.reads("load") >= 3
+    });
+}
 
 fn tcpconns_lines(log: &str) -> Vec<&str> {
     log.lines()
@@ -49,7 +58,7 @@ fn bad_configs_stop_collectd_with_one_line_naming_key_value_and_range() {
     ];
     for (option, message) in cases {
         let block = format!("<Plugin tcpconns>\n  {option}\n</Plugin>");
-        let run = run_collectd_config(None, Plugin::Ours, &block, WAIT);
+        let run = run_collectd_config(None, Plugin::Ours, &block, &[], WAIT);
         let code = run.status.and_then(|s| s.code());
         assert_eq!(
             code,
@@ -79,6 +88,7 @@ fn bad_configs_stop_collectd_with_one_line_naming_key_value_and_range() {
 
 #[test]
 fn good_config_variants_start_and_count() {
+    require_root!();
     let ns = Netns::new("goodcfg");
     let pop = mixed_population(&ns);
     let thousand: String = (1..=1000).map(|p| format!("  LocalPort {p}\n")).collect();
@@ -113,14 +123,15 @@ fn good_config_variants_start_and_count() {
 
 #[test]
 fn a_panic_in_a_read_is_logged_and_collectd_keeps_reading() {
+    require_root!();
     let ns = Netns::new("panic");
     let pop = mixed_population(&ns);
-    let mut c = Collectd::start(
-        &ns,
+    let mut c = Collectd::tcpconns(
+        Some(&ns),
         Plugin::Faulty,
         "",
         &[("TCPCONNS_FAULT", "read-once")],
-        1,
+        1.0,
     );
     c.wait_reads(2, WAIT);
     let run = c.finish();
@@ -143,8 +154,9 @@ fn a_panic_in_a_read_is_logged_and_collectd_keeps_reading() {
 
 #[test]
 fn a_panic_in_config_or_init_never_takes_collectd_down() {
+    require_root!();
     let block = "<Plugin tcpconns>\n  LocalPort 22\n</Plugin>";
-    let run = run_collectd_config_env(
+    let run = run_collectd_config(
         None,
         Plugin::Faulty,
         block,
@@ -160,8 +172,10 @@ fn a_panic_in_config_or_init_never_takes_collectd_down() {
     );
 
     let ns = Netns::new("initpanic");
-    let c = Collectd::start(&ns, Plugin::Faulty, block, &[("TCPCONNS_FAULT", "init")], 1);
-    std::thread::sleep(Duration::from_secs(3));
+    let block = format!("{block}\n{WITNESS}");
+    let env = [("TCPCONNS_FAULT", "init")];
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Faulty, &block, &env, 1.0);
+    three_witness_reads(&mut c);
     let log = c.log();
     let run = c.finish();
     assert!(run.status.is_none(), "collectd exited:\n{}", run.log);
@@ -178,17 +192,18 @@ fn a_panic_in_config_or_init_never_takes_collectd_down() {
 
 #[test]
 fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
+    require_root!();
     let ns = Netns::new("flap");
     let pop = mixed_population(&ns);
-    let flag = std::env::temp_dir().join(format!("tcpconns-flap-{}", std::process::id()));
-    let _ = std::fs::remove_file(&flag);
+    let scratch = TempDir::new("flap");
+    let flag = scratch.path().join("no-netlink");
     let shim = no_netlink_shim();
     let block = "<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>";
     let env = [
         ("LD_PRELOAD", shim.to_str().unwrap()),
         ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
     ];
-    let mut c = Collectd::start(&ns, Plugin::Ours, block, &env, 1);
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &env, 1.0);
     c.wait_reads(2, WAIT);
     std::fs::write(&flag, "").unwrap();
     let off = c.reads();
@@ -207,22 +222,12 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     assert_eq!(log.matches("netlink works again").count(), 1, "{log}");
     assert!(!log.contains("nothing dispatched"), "{log}");
     let want = listening_and_remote_22(&pop);
-    let reads = run.rows.values().map(Vec::len).max().unwrap_or(0);
-    assert!(reads >= on + 5, "{reads} reads:\n{log}");
-    for (key, rows) in &run.rows {
-        assert_eq!(rows.len(), reads, "{key:?} missed a read:\n{log}");
-        for pair in rows.windows(2) {
-            let gap = pair[1].0 - pair[0].0;
-            assert!(gap < 1.6, "{key:?}: {gap} s between reads:\n{log}");
-        }
-        for (t, v) in rows {
-            assert_eq!(Some(v), want.get(key), "{key:?} at {t}:\n{log}");
-        }
-    }
+    run.assert_each_read(&want, on + 5, Some(1.6));
 }
 
 #[test]
 fn a_seccomp_filter_that_kills_on_capset_does_not_take_collectd_down() {
+    require_root!();
     use std::os::unix::process::ExitStatusExt;
     let shim = kill_on_capset_shim();
     // The filter works: a program that calls capset dies of it.
@@ -237,7 +242,7 @@ fn a_seccomp_filter_that_kills_on_capset_does_not_take_collectd_down() {
     let pop = mixed_population(&ns);
     let block = "<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>";
     let env = [("LD_PRELOAD", shim.to_str().unwrap())];
-    let mut c = Collectd::start(&ns, Plugin::Ours, block, &env, 1);
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &env, 1.0);
     c.wait_reads(3, WAIT);
     let log = c.log();
     let run = c.finish();
@@ -264,7 +269,15 @@ fn listening_and_remote_22(pop: &Population) -> BTreeMap<(String, String), f64> 
     )
 }
 
-fn with_procfs_faults(tag: &str, faults: &str, pop_v4_only: bool) -> (Run, Population) {
+/// collectd with netlink refused and `faults` (see tests/shim/proc_faults.c)
+/// on a population of IPv4 sockets (and IPv6 ones unless `pop_v4_only`),
+/// run `until` a condition holds.
+fn with_procfs_faults(
+    tag: &str,
+    faults: &str,
+    pop_v4_only: bool,
+    until: fn(&mut Collectd),
+) -> (Run, Population) {
     let ns = Netns::new(tag);
     let mut pop = Population::new(&ns);
     pop.listen_v4(22)
@@ -277,21 +290,21 @@ fn with_procfs_faults(tag: &str, faults: &str, pop_v4_only: bool) -> (Run, Popul
     let nl = no_netlink_shim();
     let pf = proc_faults_shim();
     let preload = format!("{} {}", nl.display(), pf.display());
-    let block = "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n</Plugin>";
-    let c = Collectd::start(
-        &ns,
-        Plugin::Ours,
-        block,
-        &[("LD_PRELOAD", &preload), ("PROC_FAULTS", faults)],
-        1,
+    let block = format!(
+        "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n</Plugin>\n{WITNESS}"
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    let env = [("LD_PRELOAD", preload.as_str()), ("PROC_FAULTS", faults)];
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, &block, &env, 1.0);
+    until(&mut c);
     (c.finish(), pop)
 }
 
 #[test]
 fn missing_tcp6_means_no_ipv6_and_still_counts_ipv4() {
-    let (run, pop) = with_procfs_faults("no6", "/proc/net/tcp6=ENOENT", true);
+    require_root!();
+    let (run, pop) = with_procfs_faults("no6", "/proc/net/tcp6=ENOENT", true, |c| {
+        c.wait_reads(2, WAIT)
+    });
     assert!(run.status.is_none(), "{}", run.log);
     let want = expected_values(
         &pop.expected,
@@ -307,11 +320,12 @@ fn missing_tcp6_means_no_ipv6_and_still_counts_ipv4() {
 
 #[test]
 fn an_unreadable_table_dispatches_nothing_rather_than_wrong_counts() {
+    require_root!();
     for (tag, faults, file) in [
         ("tcp6acc", "/proc/net/tcp6=EACCES", "/proc/net/tcp6"),
         ("tcpacc", "/proc/net/tcp=EACCES", "/proc/net/tcp"),
     ] {
-        let (run, _) = with_procfs_faults(tag, faults, false);
+        let (run, _) = with_procfs_faults(tag, faults, false, three_witness_reads);
         assert!(run.status.is_none(), "{}", run.log);
         assert!(run.values.is_empty(), "{tag}: dispatched {:?}", run.values);
         let line = format!(
@@ -331,11 +345,11 @@ fn an_unreadable_table_dispatches_nothing_rather_than_wrong_counts() {
 
 #[test]
 fn odd_kernel_lines_are_ignored_never_a_panic() {
+    require_root!();
     // A table with a state outside 1..11 (0C), a malformed line, and two
     // good sockets, served in place of /proc/net/tcp.
-    let dir = std::env::temp_dir().join(format!("tcpconns-odd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let table = dir.join("tcp");
+    let dir = TempDir::new("odd");
+    let table = dir.path().join("tcp");
     std::fs::write(
         &table,
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
@@ -346,8 +360,7 @@ fn odd_kernel_lines_are_ignored_never_a_panic() {
     )
     .unwrap();
     let faults = format!("/proc/net/tcp=@{},/proc/net/tcp6=ENOENT", table.display());
-    let (run, _) = with_procfs_faults("odd", &faults, true);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (run, _) = with_procfs_faults("odd", &faults, true, |c| c.wait_reads(2, WAIT));
     assert!(run.status.is_none(), "{}", run.log);
     assert_eq!(run.get("22-local", "LISTEN"), Some(1.0), "{}", run.log);
     assert_eq!(run.get("22-local", "ESTABLISHED"), Some(1.0), "{}", run.log);
@@ -368,6 +381,7 @@ fn odd_kernel_lines_are_ignored_never_a_panic() {
 
 #[test]
 fn socket_churn_during_reads_never_fails_a_read() {
+    require_root!();
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let ns = Netns::new("churn");
@@ -401,7 +415,7 @@ fn socket_churn_during_reads_never_fails_a_read() {
         })
     };
     let block = "<Plugin tcpconns>\n  AllPortsSummary true\n  LocalPort 22\n</Plugin>";
-    let mut c = Collectd::start(&ns, Plugin::Ours, block, &[], 1);
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &[], 1.0);
     c.wait_reads(4, WAIT);
     stop.store(true, Ordering::Relaxed);
     let made = churner.join().unwrap();

@@ -1,12 +1,20 @@
-//! Self-test of the end-to-end harness (`tests/common`), run against Debian's
-//! STOCK C tcpconns plugin only, so it works even while this crate's plugin
-//! does not build. Needs root, `ip`, `ss` and collectd-core.
+//! Self-test of the integration-test harness (`tests/harness`), run against
+//! Debian's STOCK C tcpconns plugin only, so it works even while this crate's
+//! plugin does not build. Needs collectd-core; all but `ss_parsing` and
+//! `stock_config_error_exits` need root, `ip` and `ss`.
 
-mod common;
-
-use common::*;
-use std::collections::BTreeSet;
+use harness::*;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+
+/// Entries of `expected` whose local port is `port`, counted by state.
+fn local_counts(expected: &[Sock], port: u16) -> HashMap<u8, usize> {
+    let mut m = HashMap::new();
+    for s in expected.iter().filter(|s| s.local == port) {
+        *m.entry(s.state).or_insert(0) += 1;
+    }
+    m
+}
 
 /// Every state of every listening port as (plugin_instance, type_instance)
 /// -> count, computed from the population the way the C plugin's default
@@ -33,7 +41,7 @@ fn expected_default(expected: &[Sock]) -> Vec<((String, String), f64)> {
 
 /// A mixed population: IPv4, IPv6 and dual-stack listeners, established
 /// connections of each family, TIME_WAIT and FIN_WAIT2/CLOSE_WAIT pairs.
-fn mixed_population(ns: &Netns) -> Population {
+fn selftest_population(ns: &Netns) -> Population {
     let mut pop = Population::new(ns);
     pop.listen_v4(2222)
         .established(2222, 3, Family::V4)
@@ -138,8 +146,9 @@ fn ss_parsing() {
 
 #[test]
 fn stock_default_config_counts_listening_ports() {
+    require_root!();
     let ns = Netns::new("self");
-    let pop = mixed_population(&ns);
+    let pop = selftest_population(&ns);
     let run = run_collectd(&ns, Plugin::Stock, "", &[]);
     eprintln!(
         "stock run: {} values, status {:?}",
@@ -158,14 +167,15 @@ fn stock_default_config_counts_listening_ports() {
 
 #[test]
 fn stock_without_netlink_falls_back_to_proc() {
+    require_root!();
     let ns = Netns::new("shim");
-    let pop = mixed_population(&ns);
+    let pop = selftest_population(&ns);
     let shim = no_netlink_shim();
     let shim = shim.to_str().expect("shim path is UTF-8");
     // The C plugin dispatches nothing on the read where netlink first fails
     // and reads /proc from the next read on: a short interval is needed.
     let opts = RunOptions {
-        interval_secs: 1,
+        interval: 1.0,
         min_rows: 1,
         ..RunOptions::default()
     };
@@ -181,7 +191,7 @@ fn stock_without_netlink_falls_back_to_proc() {
 #[test]
 fn stock_config_error_exits() {
     let block = "<Plugin tcpconns>\n  NoSuchOption 1\n</Plugin>";
-    let run = run_collectd_config(None, Plugin::Stock, block, Duration::from_secs(10));
+    let run = run_collectd_config(None, Plugin::Stock, block, &[], Duration::from_secs(10));
     let status = run.status.expect("collectd should have exited on its own");
     assert_eq!(status.code(), Some(1), "log:\n{}", run.log);
     assert!(
@@ -189,4 +199,36 @@ fn stock_config_error_exits() {
         "log:\n{}",
         run.log
     );
+}
+
+/// A collectd whose test fails is stopped by its handle's drop, and its
+/// scratch directory goes with it: no collectd outlives a failed assertion.
+#[test]
+fn a_failing_test_leaves_no_collectd_running() {
+    require_root!();
+    let ns = Netns::new("drop");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut c = Collectd::tcpconns(Some(&ns), Plugin::Stock, "", &[], 3600.0);
+            c.wait_log("the read loop", Duration::from_secs(20), |log| {
+                log.contains("Initialization complete")
+            });
+            tx.send((c.pid(), c.dir().to_path_buf())).unwrap();
+            panic!("a failed assertion while collectd runs");
+        })
+        .join()
+    });
+    let payload = inner.expect_err("the inner test did not fail");
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    assert_eq!(message, Some("a failed assertion while collectd runs"));
+    let (pid, dir) = rx.try_recv().expect("collectd was started");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_ne!(comm.trim(), "collectd", "collectd {pid} still runs");
+    if std::env::var_os("KEEP_TMP").is_none() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }

@@ -1,30 +1,25 @@
-//! `ci/install.sh` and the Debian package, end to end: install, start the
-//! real collectd from the installed config, see the values, uninstall, and
-//! find the host as it was (checksums of every stock file).
+//! `ci/install.sh` and the Debian package, end to end.
 //!
-//! The two tests on the real /etc and /usr/local (`script_on_this_host`,
-//! `debian_package_on_this_host`) hold one lock and restore the host even
-//! when they fail. The others install into scratch directories (`--prefix`,
-//! `--config`), which covers the layouts this host does not have: no main
-//! config (collectd-core alone), a main config without the Include, a file
-//! in the way, an update over an edited snippet.
+//! On the real host (`script_on_this_host`, `debian_package_on_this_host`,
+//! run only by ci/test.sh): both put ours in place of collectd-core's C
+//! plugin with a diversion, so an unedited `LoadPlugin tcpconns` loads it;
+//! removal puts the C plugin back byte for byte; an upgrade of
+//! collectd-core keeps ours. They hold one lock and undo the install even
+//! when they fail. The others install side by side into scratch directories
+//! (`--prefix`, `--config`), which covers the layouts this host does not
+//! have: no main config (collectd-core alone), a main config without the
+//! Include, a file in the way, an update over an edited snippet.
 //! Needs root, iproute2, collectd-core, and for the package cargo-deb and
 //! dpkg-dev (ci/setup.sh installs them; the package test installs cargo-deb
 //! itself if it is missing).
 
-mod common;
-mod support;
-
-use common::*;
+use harness::*;
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{
-    checked, collectd_defaults, config_head, csv_block, host_lock, output, plugindir_lines, repo,
-    snapshot, snapshot_diff, text, Csv, Daemon, Entry, TempDir,
-};
 
 const PREFIX: &str = "/usr/local/lib/collectd-tcpconns";
 const SNIPPET: &str = "/etc/collectd/collectd.conf.d/tcpconns.conf";
@@ -42,10 +37,6 @@ const WATCHED: &[(&str, bool)] = &[
     ("/usr/local/lib", false),
     (PREFIX, true),
 ];
-
-fn install_sh() -> Command {
-    Command::new(repo().join("ci/install.sh"))
-}
 
 /// The seed's selection, as collectd.d/tcpconns.conf configures it.
 fn seed_selection() -> Selection {
@@ -81,22 +72,20 @@ fn seed_population(ns: &Netns) -> Population {
 /// would write. Returns the csv after one read, and the log.
 fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
     let dir = TempDir::new(tag);
-    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-    if include.is_dir() {
-        conf += &format!(
-            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
-            include.display()
-        );
-    } else {
-        conf += &format!("Include \"{}\"\n\n", include.display());
-    }
-    conf += &csv_block(dir.path());
+    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+        .block(&include_line(include))
+        .csv();
     let tmpfs: &[&str] = if Path::new("/var/lib/collectd").is_dir() {
         &["/var/lib/collectd"]
     } else {
         &[]
     };
-    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), tmpfs);
+    let launch = Launch {
+        netns: Some(ns.name()),
+        tmpfs,
+        ..Launch::default()
+    };
+    let mut cd = Collectd::start(dir, &conf, &launch);
     let want = expected_values(&[], &seed_selection()).len();
     let csv = cd.wait_for(
         "one read of the seed's series",
@@ -105,6 +94,18 @@ fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
     );
     cd.stop();
     (csv, cd.log())
+}
+
+/// collectd's `Include` of a file, or of the `*.conf` files of a directory.
+fn include_line(path: &Path) -> String {
+    if path.is_dir() {
+        format!(
+            "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>",
+            path.display()
+        )
+    } else {
+        format!("Include \"{}\"", path.display())
+    }
 }
 
 /// The values of a run from the installed config are exactly the seed
@@ -143,31 +144,322 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
 }
 
 // ---------------------------------------------------------------------------
-// The real host
+// collectd's own answers, snapshots of system paths, one test at a time on
+// the real host
 // ---------------------------------------------------------------------------
 
-/// Runs `ci/install.sh uninstall --force` if dropped armed (a failed test).
-struct ScriptCleanup(bool);
+/// (`Config file`, `Plugin directory`) as `collectd -h` prints them.
+fn collectd_defaults() -> (String, String) {
+    let out = output(Command::new("/usr/sbin/collectd").arg("-h"));
+    let help = text(&out);
+    let field = |name: &str| {
+        help.lines()
+            .find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("collectd -h has no {name:?}:\n{help}"))
+    };
+    (field("Config file"), field("Plugin directory"))
+}
 
-impl Drop for ScriptCleanup {
-    fn drop(&mut self) {
-        if self.0 {
-            eprintln!("cleanup: ci/install.sh uninstall --force");
-            let _ = install_sh().args(["uninstall", "--force"]).status();
+/// The directories of the `PluginDir` lines of a config file, in order.
+fn plugindir_lines(conf: &str) -> Vec<String> {
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("PluginDir"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// What a path is: kind, mode, owner, and for files the sha256 and mtime
+/// (directory mtimes are left out: adding and removing a file changes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: Option<(i64, i64)>,
+    pub sha256: Option<String>,
+    pub link: Option<PathBuf>,
+}
+
+/// path -> entry for `roots` (`(path, recursive)`); a missing root is
+/// simply absent. Files are hashed with sha256sum.
+fn snapshot(roots: &[(&str, bool)]) -> BTreeMap<PathBuf, Entry> {
+    fn walk(p: &Path, recursive: bool, depth: usize, out: &mut BTreeMap<PathBuf, Entry>) {
+        let Ok(md) = fs::symlink_metadata(p) else {
+            return;
+        };
+        let ft = md.file_type();
+        let kind = if ft.is_symlink() {
+            'l'
+        } else if ft.is_dir() {
+            'd'
+        } else if ft.is_file() {
+            'f'
+        } else {
+            'o'
+        };
+        out.insert(
+            p.to_path_buf(),
+            Entry {
+                kind,
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime_ns: (kind == 'f').then(|| (md.mtime(), md.mtime_nsec())),
+                sha256: None,
+                link: fs::read_link(p).ok(),
+            },
+        );
+        if kind == 'd' && (recursive || depth == 0) {
+            let mut children: Vec<PathBuf> = fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            children.sort();
+            for c in children {
+                walk(&c, recursive, depth + 1, out);
+            }
         }
+    }
+    let mut out = BTreeMap::new();
+    for (root, recursive) in roots {
+        walk(Path::new(root), *recursive, 0, &mut out);
+    }
+    let files: Vec<PathBuf> = out
+        .iter()
+        .filter(|(_, e)| e.kind == 'f')
+        .map(|(p, _)| p.clone())
+        .collect();
+    for chunk in files.chunks(200) {
+        let out_sums = checked(Command::new("sha256sum").arg("--").args(chunk));
+        for line in out_sums.lines() {
+            if let Some((sum, path)) = line.split_once("  ") {
+                if let Some(e) = out.get_mut(Path::new(path)) {
+                    e.sha256 = Some(sum.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Human-readable differences: `+ path` added, `- path` removed, `~ path`
+/// changed (with the fields that differ).
+fn snapshot_diff(
+    before: &BTreeMap<PathBuf, Entry>,
+    after: &BTreeMap<PathBuf, Entry>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, a) in after {
+        match before.get(p) {
+            None => out.push(format!("+ {}", p.display())),
+            Some(b) if b != a => out.push(format!("~ {} ({b:?} -> {a:?})", p.display())),
+            _ => {}
+        }
+    }
+    for p in before.keys() {
+        if !after.contains_key(p) {
+            out.push(format!("- {}", p.display()));
+        }
+    }
+    out
+}
+
+/// Held while a test changes the real /etc and /usr/local: a mutex for the
+/// tests of this process and an flock for other processes.
+struct HostLock {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _file: fs::File,
+}
+
+fn host_lock() -> HostLock {
+    static MUTEX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = MUTEX.lock().unwrap_or_else(|p| p.into_inner());
+    let path = "/run/lock/collectd-tcpconns-host-tests.lock";
+    let _ = fs::create_dir_all("/run/lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; released when the file closes.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {path}: {}", std::io::Error::last_os_error());
+    HostLock {
+        _guard: guard,
+        _file: file,
     }
 }
 
-/// Purges the package if dropped armed (a failed test).
-struct PackageCleanup(bool);
+// ---------------------------------------------------------------------------
+// The real host: in place of the C plugin
+// ---------------------------------------------------------------------------
 
-impl Drop for PackageCleanup {
-    fn drop(&mut self) {
-        if self.0 {
-            eprintln!("cleanup: dpkg -P {PACKAGE}");
-            let _ = Command::new("dpkg").args(["-P", PACKAGE]).status();
-        }
+/// collectd-core's C plugin and where the diversion keeps it.
+const PLUGIN: &str = "/usr/lib/collectd/tcpconns.so";
+const DIVERTED: &str = "/usr/lib/collectd/tcpconns.so.distrib";
+
+/// The stock `collectd.conf`'s tcpconns lines, uncommented, as a user who
+/// runs the C plugin has them: our plugin must be loaded by them unedited.
+const HOST_BLOCK: &str = "LoadPlugin tcpconns\n<Plugin tcpconns>\n  ListeningPorts false\n  \
+                          LocalPort \"25\"\n  RemotePort \"25\"\n</Plugin>\n";
+
+fn host_selection() -> Selection {
+    Selection {
+        local: vec![25],
+        remote: vec![25],
+        ..Selection::default()
     }
+}
+
+/// A mail server on 25 with 3 sessions (local and remote sides of 25),
+/// a connection in TIME_WAIT, and an idle listener on 587 that the block
+/// must not report.
+fn host_population(ns: &Netns) -> Population {
+    let mut pop = Population::new(ns);
+    pop.listen_v4(25)
+        .established(25, 3, Family::V4)
+        .time_wait(25, 1)
+        .listen_v4(587);
+    pop.settle(ns);
+    pop
+}
+
+fn sha256(path: &str) -> String {
+    let out = checked(Command::new("sha256sum").arg(path));
+    out.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `dpkg-divert --list` for tcpconns.so: empty when there is no diversion.
+fn diversions() -> String {
+    checked(Command::new("dpkg-divert").args(["--list", "*tcpconns*"]))
+        .trim()
+        .to_string()
+}
+
+/// The config with [`HOST_BLOCK`], run in `ns` until one read reached csv:
+/// which tcpconns.so collectd mapped (its sha256), the values, the log.
+fn run_host_config(ns: &Netns, tag: &str) -> (String, Csv, String) {
+    let dir = TempDir::new(tag);
+    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+        .block(HOST_BLOCK)
+        .csv();
+    let launch = Launch {
+        netns: Some(ns.name()),
+        ..Launch::default()
+    };
+    let mut cd = Collectd::start(dir, &conf, &launch);
+    let want = expected_values(&[], &host_selection()).len();
+    let csv = cd.wait_for("one read of the host block", Duration::from_secs(20), |c| {
+        c.tcpconns_values().len() >= want
+    });
+    let maps = fs::read_to_string(format!("/proc/{}/maps", cd.pid())).unwrap_or_default();
+    let mapped: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains("tcpconns"))
+        .collect();
+    assert!(
+        !mapped.is_empty() && mapped.iter().all(|p| *p == PLUGIN),
+        "collectd mapped {mapped:?}, not {PLUGIN}"
+    );
+    // The bytes behind that path while it is mapped.
+    let sum = sha256(PLUGIN);
+    cd.stop();
+    (sum, csv, cd.log())
+}
+
+/// Installed in place of the C plugin: a config with `LoadPlugin tcpconns`
+/// loads ours, exact on a population.
+fn check_ours_loaded(ns: &Netns, pop: &Population, ours: &str, tag: &str) {
+    let (sum, csv, log) = run_host_config(ns, tag);
+    assert_eq!(sum, ours, "collectd did not load our tcpconns.so:\n{log}");
+    let want = expected_values(&pop.expected, &host_selection());
+    assert_values(tag, &csv.tcpconns_values(), &want, &log);
+    assert!(
+        log.contains("tcpconns plugin: reading sockets from netlink (sock_diag)"),
+        "our plugin's first line is missing:\n{log}"
+    );
+}
+
+/// Removed: the C plugin is back byte for byte, no diversion is left, and
+/// the same config loads it.
+fn check_c_plugin_back(ns: &Netns, pop: &Population, c_plugin: &str, tag: &str) {
+    assert_eq!(sha256(PLUGIN), c_plugin, "{PLUGIN} is not the C plugin");
+    assert!(!Path::new(DIVERTED).exists(), "{DIVERTED} left behind");
+    assert_eq!(diversions(), "", "a diversion is left");
+    let (sum, csv, log) = run_host_config(ns, tag);
+    assert_eq!(sum, c_plugin);
+    assert!(
+        log.contains("Reading from netlink succeeded"),
+        "not the C plugin's log:\n{log}"
+    );
+    let want = expected_values(&pop.expected, &host_selection());
+    assert_values(tag, &csv.tcpconns_values(), &want, &log);
+}
+
+/// `apt-get install --reinstall collectd-core`: an upgrade of the package
+/// whose file is diverted.
+fn reinstall_collectd_core() {
+    let out = checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--reinstall", "collectd-core"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    eprintln!("apt-get install --reinstall collectd-core:\n{out}");
+}
+
+/// Undoes an install when dropped (also when the test fails), unless
+/// disarmed.
+enum Cleanup {
+    Script,
+    Package,
+}
+
+impl Cleanup {
+    /// The install was undone by the test itself.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut undo = match self {
+            Cleanup::Script => install_sh(),
+            Cleanup::Package => Command::new("dpkg"),
+        };
+        match self {
+            Cleanup::Script => undo.args(["uninstall", "--force"]),
+            Cleanup::Package => undo.args(["-P", PACKAGE]),
+        };
+        eprintln!("cleanup: {undo:?}");
+        let _ = undo.status();
+    }
+}
+
+fn install_sh() -> Command {
+    let mut cmd = Command::new(repo().join("ci/install.sh"));
+    cmd.current_dir(repo());
+    cmd
+}
+
+fn dpkg_status() -> Option<String> {
+    let out = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", PACKAGE]));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .filter(|s| !s.is_empty() && s != "unknown ok not-installed")
 }
 
 fn assert_host_clean() {
@@ -177,91 +469,88 @@ fn assert_host_clean() {
          installed (ci/install.sh uninstall, or dpkg -P {PACKAGE}), and the test will not \
          touch it"
     );
+    assert_eq!(dpkg_status(), None, "{PACKAGE} is known to dpkg");
+    assert_eq!(diversions(), "", "tcpconns.so is diverted before the test");
 }
 
-/// The host's main config if there is one, else the snippet directory:
-/// what collectd reads once the plugin is installed.
-fn host_include() -> PathBuf {
-    let (main, _) = collectd_defaults();
-    if Path::new(&main).is_file() {
-        PathBuf::from(main)
-    } else {
-        PathBuf::from("/etc/collectd/collectd.conf.d")
+/// The whole drop-in promise for one way of installing: `install` puts ours
+/// in place of the C plugin, `remove` puts the C plugin back; the host
+/// changes only where it must, and an upgrade of collectd-core keeps ours.
+/// `diversion` is what `dpkg-divert --list` must show meanwhile.
+fn drop_in_on_this_host(
+    install: &dyn Fn() -> String,
+    remove: &dyn Fn() -> String,
+    diversion: &str,
+) {
+    let c_plugin = sha256(PLUGIN);
+    let ours = sha256(
+        &repo()
+            .join("target/release/libtcpconns.so")
+            .display()
+            .to_string(),
+    );
+    let before = snapshot(WATCHED);
+    let ns = Netns::new("inst-host");
+    let pop = host_population(&ns);
+
+    let out = install();
+    eprintln!("install:\n{out}");
+    assert_eq!(sha256(PLUGIN), ours, "{PLUGIN} is not ours");
+    assert_eq!(sha256(DIVERTED), c_plugin, "{DIVERTED} is not the C plugin");
+    assert_eq!(diversions(), diversion);
+    // Nothing else of the distribution changed; the snippet is comments.
+    for line in snapshot_diff(&before, &snapshot(WATCHED)) {
+        assert!(
+            line.starts_with("+ ") || line.starts_with(&format!("~ {PLUGIN} ")),
+            "install changed {line}"
+        );
     }
+    let snippet = fs::read_to_string(SNIPPET).unwrap();
+    assert!(
+        snippet
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "the snippet is not all comments:\n{snippet}"
+    );
+    check_ours_loaded(&ns, &pop, &ours, "installed");
+
+    let out = remove();
+    eprintln!("remove:\n{out}");
+    check_c_plugin_back(&ns, &pop, &c_plugin, "removed");
+    let diff = snapshot_diff(&before, &snapshot(WATCHED));
+    assert!(diff.is_empty(), "removal left:\n{}", diff.join("\n"));
+
+    // An upgrade of collectd-core while ours is in place keeps ours; the C
+    // plugin it unpacks goes to the diverted name.
+    install();
+    reinstall_collectd_core();
+    assert_eq!(sha256(PLUGIN), ours, "the reinstall replaced ours");
+    assert_eq!(sha256(DIVERTED), c_plugin);
+    check_ours_loaded(&ns, &pop, &ours, "after-reinstall");
+    remove();
+    check_c_plugin_back(&ns, &pop, &c_plugin, "removed-after-reinstall");
 }
 
 #[test]
+#[ignore = "changes the host (diverts /usr/lib/collectd/tcpconns.so, /etc/collectd, \
+            apt-get --reinstall collectd-core): run by ci/test.sh"]
 fn script_on_this_host() {
+    require_root!();
     let _lock = host_lock();
     assert_host_clean();
-    let (main, plugindir) = collectd_defaults();
-    let had_main = Path::new(&main).exists();
-    let before = snapshot(WATCHED);
-    let mut cleanup = ScriptCleanup(true);
-
-    // Install (it builds the release .so itself).
-    let out = checked(&mut install_sh());
-    eprintln!("ci/install.sh:\n{out}");
-    let after = snapshot(WATCHED);
-
-    // Only additions, and exactly the manifest's entries (plus itself).
-    let diff = snapshot_diff(&before, &after);
-    let mut listed: Vec<String> = manifest(Path::new(PREFIX))
-        .into_iter()
-        .map(|(_, p)| format!("+ {}", p.display()))
-        .collect();
-    listed.push(format!("+ {PREFIX}/install-manifest"));
-    listed.sort();
-    let mut added = diff.clone();
-    added.sort();
-    assert_eq!(
-        added, listed,
-        "install changed more than it recorded:\n{out}"
-    );
-    for want in [
-        format!("{PREFIX}/tcpconns.so"),
-        format!("{PREFIX}/load.conf"),
-        SNIPPET.to_string(),
-    ] {
-        assert!(Path::new(&want).is_file(), "{want} not installed:\n{out}");
-    }
-    // collectd-core alone ships no main config: then the script makes one.
-    assert!(Path::new(&main).is_file(), "{main} missing:\n{out}");
-    if !had_main {
-        assert!(
-            out.contains("did not exist: created a minimal one"),
-            "{out}"
-        );
-    }
-    // load.conf switches to ours and back to collectd's own directory.
-    let load = fs::read_to_string(format!("{PREFIX}/load.conf")).unwrap();
-    assert_eq!(
-        plugindir_lines(&load),
-        [PREFIX.to_string(), plugindir.clone()]
-    );
-    // The installed .so is the release build.
-    let built = fs::read(repo().join("target/release/libtcpconns.so")).unwrap();
-    assert!(fs::read(format!("{PREFIX}/tcpconns.so")).unwrap() == built);
-
-    // collectd from the installed config sees the population's values.
-    let ns = Netns::new("inst-host");
-    let pop = seed_population(&ns);
-    let (csv, log) = run_installed(&ns, &host_include(), "inst-host");
-    check_installed_run(&pop, &csv, &log);
-
-    // Uninstall: the host is as it was, file for file.
-    let out = checked(install_sh().arg("uninstall"));
-    eprintln!("ci/install.sh uninstall:\n{out}");
-    cleanup.0 = false;
-    let restored = snapshot(WATCHED);
-    let diff = snapshot_diff(&before, &restored);
-    assert!(
-        diff.is_empty(),
-        "uninstall left differences:\n{}",
-        diff.join("\n")
+    let cleanup = Cleanup::Script;
+    drop_in_on_this_host(
+        &|| checked(&mut install_sh()),
+        &|| {
+            let out = checked(install_sh().arg("uninstall"));
+            assert!(out.contains("uninstalled"), "{out}");
+            out
+        },
+        &format!("local diversion of {PLUGIN} to {DIVERTED}"),
     );
     let out = checked(install_sh().arg("uninstall"));
     assert!(out.contains("nothing to uninstall"), "{out}");
+    cleanup.disarm();
 }
 
 /// cargo-deb, installed if missing (pinned, as ci/setup.sh does).
@@ -285,16 +574,11 @@ fn ensure_cargo_deb() {
     }
 }
 
-fn dpkg_status() -> Option<String> {
-    let out = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", PACKAGE]));
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        .filter(|s| !s.is_empty() && s != "unknown ok not-installed")
-}
-
 #[test]
+#[ignore = "changes the host (dpkg -i of the package, its diversion, /etc/collectd, \
+            apt-get --reinstall collectd-core): run by ci/test.sh"]
 fn debian_package_on_this_host() {
+    require_root!();
     ensure_cargo_deb();
     // Build the package (cargo deb builds the release .so itself).
     let out = checked(
@@ -311,7 +595,8 @@ fn debian_package_on_this_host() {
     );
     assert!(deb.is_file(), "{} missing", deb.display());
 
-    // Its metadata: depends on collectd-core, the snippet is a conffile.
+    // Its metadata: depends on collectd-core, the snippet is a conffile, its
+    // files where Debian policy puts them (nothing under /usr/local).
     let depends = checked(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
     assert!(
         depends.contains("collectd-core (>= 5.12)"),
@@ -326,27 +611,20 @@ fn debian_package_on_this_host() {
         "conffiles"
     );
     let listing = checked(Command::new("dpkg-deb").arg("-c").arg(&deb));
-    for f in ["tcpconns.so", "load.conf"] {
-        assert!(
-            listing.contains(&format!(".{PREFIX}/{f}")),
-            "{f} not in:\n{listing}"
-        );
-    }
+    assert!(listing.contains(&format!(".{PLUGIN}")), "{listing}");
+    assert!(
+        listing.contains("./usr/share/doc/collectd-tcpconns/"),
+        "{listing}"
+    );
+    assert!(!listing.contains("/usr/local"), "{listing}");
 
     let _lock = host_lock();
     assert_host_clean();
-    assert_eq!(
-        dpkg_status(),
-        None,
-        "{PACKAGE} is known to dpkg before the test"
-    );
-    let (_, plugindir) = collectd_defaults();
-    let before = snapshot(WATCHED);
-    let mut cleanup = PackageCleanup(true);
+    let cleanup = Cleanup::Package;
 
     // The package and the script refuse to install over each other.
     {
-        let mut script = ScriptCleanup(true);
+        let script = Cleanup::Script;
         checked(install_sh().arg("--no-build"));
         let out = output(Command::new("dpkg").arg("-i").arg(&deb));
         assert!(
@@ -360,87 +638,38 @@ fn debian_package_on_this_host() {
             text(&out)
         );
         checked(install_sh().arg("uninstall"));
-        script.0 = false;
+        script.disarm();
     }
-    let out = checked(Command::new("dpkg").arg("-i").arg(&deb));
-    eprintln!("dpkg -i:\n{out}");
-    assert_eq!(dpkg_status().as_deref(), Some("install ok installed"));
+    assert_eq!(diversions(), "", "the refused dpkg -i left a diversion");
+    checked(Command::new("dpkg").arg("-i").arg(&deb));
     let out = output(install_sh().arg("--no-build"));
     assert!(
-        !out.status.success(),
+        !out.status.success()
+            && text(&out).contains("the Debian package collectd-tcpconns is installed"),
         "install.sh over the package:\n{}",
         text(&out)
     );
-    assert!(
-        text(&out).contains("the Debian package collectd-tcpconns is installed"),
-        "{}",
-        text(&out)
-    );
-    // The same files as ci/install.sh installs on this host.
-    let built = fs::read(repo().join("target/release/libtcpconns.so")).unwrap();
-    assert!(fs::read(format!("{PREFIX}/tcpconns.so")).unwrap() == built);
-    let load = fs::read_to_string(format!("{PREFIX}/load.conf")).unwrap();
-    assert_eq!(plugindir_lines(&load), [PREFIX.to_string(), plugindir]);
-    assert_eq!(
-        fs::read(SNIPPET).unwrap(),
-        fs::read(repo().join("collectd.d/tcpconns.conf")).unwrap()
-    );
-    // Nothing of the distribution changed.
-    for line in snapshot_diff(&before, &snapshot(WATCHED)) {
-        assert!(line.starts_with("+ "), "dpkg -i changed a file: {line}");
-    }
+    checked(Command::new("dpkg").args(["-P", PACKAGE]));
 
-    let ns = Netns::new("inst-deb");
-    let pop = seed_population(&ns);
-    let include = host_include();
-    let (csv, log) = run_installed(&ns, &include, "inst-deb");
-    check_installed_run(&pop, &csv, &log);
-
-    // Remove: the plugin goes, the conffile stays, and collectd still
-    // starts with it (the Include of the removed load.conf only warns).
-    let out = checked(Command::new("dpkg").args(["-r", PACKAGE]));
-    eprintln!("dpkg -r:\n{out}");
-    assert_eq!(dpkg_status().as_deref(), Some("deinstall ok config-files"));
-    assert!(!Path::new(PREFIX).join("tcpconns.so").exists());
-    assert!(Path::new(SNIPPET).is_file(), "dpkg -r removed the conffile");
-    {
-        let dir = TempDir::new("inst-deb-removed");
-        let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-        conf += &format!("Include \"{SNIPPET}\"\n\n");
-        conf += &csv_block(dir.path());
-        let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(3) && cd.exited().is_none() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let exited = cd.exited();
-        let log = cd.log();
-        cd.stop();
-        assert_eq!(
-            exited, None,
-            "collectd did not keep running after dpkg -r:\n{log}"
-        );
-        assert!(
-            log.contains(&format!("stat ({PREFIX}/load.conf) failed")),
-            "log:\n{log}"
-        );
-        assert!(log.contains("Initialization complete"), "log:\n{log}");
-    }
-
-    let out = checked(Command::new("dpkg").args(["-P", PACKAGE]));
-    eprintln!("dpkg -P:\n{out}");
-    cleanup.0 = false;
-    assert_eq!(
-        dpkg_status(),
-        None,
-        "{PACKAGE} still known to dpkg after purge"
+    let deb = deb.display().to_string();
+    drop_in_on_this_host(
+        &|| {
+            let out = checked(Command::new("dpkg").arg("-i").arg(&deb));
+            assert_eq!(dpkg_status().as_deref(), Some("install ok installed"));
+            out
+        },
+        &|| {
+            // -r keeps the conffile, -P removes it: the C plugin is back
+            // after the first, nothing is left after the second.
+            let out = checked(Command::new("dpkg").args(["-r", PACKAGE]));
+            assert_eq!(dpkg_status().as_deref(), Some("deinstall ok config-files"));
+            assert_eq!(diversions(), "", "dpkg -r left the diversion");
+            out + &checked(Command::new("dpkg").args(["-P", PACKAGE]))
+        },
+        &format!("diversion of {PLUGIN} to {DIVERTED} by {PACKAGE}"),
     );
-    let diff = snapshot_diff(&before, &snapshot(WATCHED));
-    assert!(
-        diff.is_empty(),
-        "purge left differences:\n{}",
-        diff.join("\n")
-    );
+    assert_eq!(dpkg_status(), None, "{PACKAGE} still known to dpkg");
+    cleanup.disarm();
 }
 
 // ---------------------------------------------------------------------------
@@ -473,9 +702,12 @@ impl Scratch {
     fn confdir(&self) -> PathBuf {
         self.root().join("etc/collectd/collectd.conf.d")
     }
+    /// Side by side: the default layout would divert the host's real
+    /// tcpconns.so, whatever the prefix.
     fn install(&self, extra: &[&str]) -> std::process::Output {
         output(
             install_sh()
+                .arg("--side-by-side")
                 .arg("--no-build")
                 .arg("--prefix")
                 .arg(self.prefix())
@@ -511,6 +743,7 @@ impl Scratch {
 /// seed's ports, and uninstall leaves nothing behind.
 #[test]
 fn script_without_main_config_creates_one() {
+    require_root!();
     let s = Scratch::new("inst-nomain");
     let before = tree(s.root());
     let out = s.install(&[]);
@@ -564,6 +797,7 @@ fn script_without_main_config_creates_one() {
 /// alone: the script installs, says what line to add, and uninstalls.
 #[test]
 fn script_leaves_a_main_config_without_include_alone() {
+    require_root!();
     let s = Scratch::new("inst-noinc");
     fs::write(s.config(), "LoadPlugin cpu\n").unwrap();
     let before = tree(s.root());
@@ -584,6 +818,7 @@ fn script_leaves_a_main_config_without_include_alone() {
 /// changing anything.
 #[test]
 fn script_refuses_to_overwrite_a_file_it_did_not_create() {
+    require_root!();
     let s = Scratch::new("inst-foreign");
     fs::create_dir_all(s.confdir()).unwrap();
     fs::write(s.confdir().join("tcpconns.conf"), "# mine\n").unwrap();
@@ -607,6 +842,7 @@ fn script_refuses_to_overwrite_a_file_it_did_not_create() {
 /// uninstall keeps it too (and says so) until --force.
 #[test]
 fn script_update_and_uninstall_keep_an_edited_snippet() {
+    require_root!();
     let s = Scratch::new("inst-update");
     fs::create_dir_all(s.confdir()).unwrap();
     fs::write(
@@ -649,6 +885,7 @@ fn script_update_and_uninstall_keep_an_edited_snippet() {
 /// (which would load the C plugin first) gets a warning.
 #[test]
 fn script_switches_back_to_the_main_configs_plugindir() {
+    require_root!();
     let s = Scratch::new("inst-plugindir");
     fs::write(
         s.config(),
@@ -682,6 +919,7 @@ fn script_switches_back_to_the_main_configs_plugindir() {
 /// LoadPlugin does nothing) and their blocks add up.
 #[test]
 fn ready_snippets_load_together() {
+    require_root!();
     let s = Scratch::new("inst-snippets");
     let out = s.install(&[
         "--snippet",
@@ -693,16 +931,17 @@ fn ready_snippets_load_together() {
     let ns = Netns::new("inst-snip");
     let pop = seed_population(&ns);
     let dir = TempDir::new("inst-snippets-run");
-    let mut conf = config_head(dir.path(), "tcpc-install", 3600);
-    conf += &format!(
-        "<Include \"{}\">\n  Filter \"*.conf\"\n</Include>\n\n",
-        s.confdir().display()
-    );
-    conf += &csv_block(dir.path());
+    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
+        .block(&include_line(&s.confdir()))
+        .csv();
     let mut sel = seed_selection();
     sel.summary = true;
     let want = expected_values(&pop.expected, &sel);
-    let mut cd = Daemon::start(dir.path(), &conf, Some(ns.name()), &[]);
+    let launch = Launch {
+        netns: Some(ns.name()),
+        ..Launch::default()
+    };
+    let mut cd = Collectd::start(dir, &conf, &launch);
     let csv = cd.wait_for("one read", Duration::from_secs(20), |c| {
         c.tcpconns_values().len() >= want.len()
     });

@@ -2,20 +2,17 @@
 //! test's own: the filter programs the kernel accepts, the one it refuses,
 //! and that a filtered dump gives exactly the sockets of the chosen ports.
 
-mod common;
-
-use common::*;
+use harness::*;
 use tcpconns::filter;
 use tcpconns::netlink::{Netlink, NetlinkError};
 use tcpconns::socket::Socket;
-
-const ALL: u32 = 0xffe;
+use tcpconns::source::ALL_STATES;
 
 fn dump(ns: &Netns, program: &[u8]) -> Result<Vec<Sock>, NetlinkError> {
     ns.enter(|| {
         let mut nl = Netlink::default();
         let mut got = Vec::new();
-        let progress = nl.dump(ALL, program, &mut |s: &Socket| {
+        let progress = nl.dump(ALL_STATES, program, &mut |s: &Socket| {
             got.push(Sock {
                 local: s.local,
                 remote: s.remote,
@@ -30,6 +27,7 @@ fn dump(ns: &Netns, program: &[u8]) -> Result<Vec<Sock>, NetlinkError> {
 
 #[test]
 fn unfiltered_dump_sees_both_families_exactly() {
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-all");
     let pop = mixed_population(&ns);
     let mut want = pop.expected.clone();
@@ -39,6 +37,7 @@ fn unfiltered_dump_sees_both_families_exactly() {
 
 #[test]
 fn filtered_dump_gives_only_the_chosen_ports() {
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-filter");
     let pop = mixed_population(&ns);
     let mut program = Vec::new();
@@ -70,6 +69,7 @@ fn filtered_dump_gives_only_the_chosen_ports() {
 
 #[test]
 fn the_kernel_refuses_a_malformed_program_with_einval() {
+    require_root!("make a network namespace and dump its sockets");
     let ns = Netns::new("k-einval");
     let _pop = mixed_population(&ns);
     let mut program = Vec::new();

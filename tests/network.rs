@@ -7,65 +7,57 @@
 //! instance, time and value), for every series, over several reads.
 //! Needs root, iproute2 and collectd-core.
 
-mod common;
-mod support;
-
-use common::*;
+use harness::*;
 use std::collections::BTreeSet;
-use std::process::Command;
-use std::time::{Duration, Instant};
-use support::{config_head, csv_block, output, repo, Csv, Daemon, Ident, TempDir};
+use std::time::Duration;
 
 /// Waits until something in `ns` listens on UDP 127.0.0.1:`port`.
-fn wait_udp_listener(ns: &Netns, port: u16, receiver: &mut Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = output(Command::new("ip").args(["netns", "exec", ns.name(), "ss", "-Hlun"]));
-        if String::from_utf8_lossy(&out.stdout).contains(&format!("127.0.0.1:{port}")) {
-            return;
-        }
-        if let Some(st) = receiver.exited() {
-            panic!("receiver exited ({st}):\n{}", receiver.log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on UDP {port}:\n{}",
-            receiver.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_udp_listener(ns: &Netns, port: u16, receiver: &Collectd) {
+    let listening = || {
+        let out = ns.exec("ss", &["-Hlun"]);
+        String::from_utf8_lossy(&out.stdout).contains(&format!("127.0.0.1:{port}"))
+    };
+    wait_until(
+        &format!("UDP listener on {port}"),
+        Duration::from_secs(10),
+        listening,
+        || receiver.log(),
+    );
 }
 
 #[test]
 fn values_cross_the_network_plugin_intact() {
+    require_root!();
     let ns = Netns::new("net");
     let pop = mixed_population(&ns);
 
     // The receiver: network plugin listening, csv writer.
     let rdir = TempDir::new("net-receiver");
-    let mut rconf = config_head(rdir.path(), "receiver", 3600);
-    rconf +=
-        "LoadPlugin network\n<Plugin network>\n  Listen \"127.0.0.1\" \"25826\"\n</Plugin>\n\n";
-    rconf += &csv_block(rdir.path());
-    let mut receiver = Daemon::start(rdir.path(), &rconf, Some(ns.name()), &[]);
-    wait_udp_listener(&ns, 25826, &mut receiver);
+    let rconf = Conf::new(rdir.path(), "receiver", 3600.0)
+        .block("LoadPlugin network\n<Plugin network>\n  Listen \"127.0.0.1\" \"25826\"\n</Plugin>")
+        .csv();
+    let in_ns = Launch {
+        netns: Some(ns.name()),
+        ..Launch::default()
+    };
+    let mut receiver = Collectd::start(rdir, &rconf, &in_ns);
+    wait_udp_listener(&ns, 25826, &receiver);
 
     // The sender: our plugin read every second, its own csv as the record
     // of what it dispatched, and the ready network snippet as it ships.
     let sdir = TempDir::new("net-sender");
-    let mut sconf = config_head(sdir.path(), "sender", 1);
-    sconf += &format!(
-        "PluginDir \"{}\"\nLoadPlugin tcpconns\nPluginDir \"{STOCK_PLUGIN_DIR}\"\n",
-        plugin_dir().display()
-    );
-    sconf += "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n  \
-              RemotePort 22\n  LocalPort 9999\n</Plugin>\n\n";
-    sconf += &csv_block(sdir.path());
-    sconf += &format!(
-        "\nInclude \"{}\"\n",
-        repo().join("collectd.d/network.conf").display()
-    );
-    let mut sender = Daemon::start(sdir.path(), &sconf, Some(ns.name()), &[]);
+    let sconf = Conf::new(sdir.path(), "sender", 1.0)
+        .tcpconns(Plugin::Ours)
+        .block(
+            "<Plugin tcpconns>\n  ListeningPorts true\n  AllPortsSummary true\n  \
+             RemotePort 22\n  LocalPort 9999\n</Plugin>",
+        )
+        .csv()
+        .block(&format!(
+            "Include \"{}\"",
+            repo().join("collectd.d/network.conf").display()
+        ));
+    let mut sender = Collectd::start(sdir, &sconf, &in_ns);
 
     let sel = Selection {
         listening: true,
@@ -93,7 +85,7 @@ fn values_cross_the_network_plugin_intact() {
     );
     sender.stop();
     receiver.stop();
-    let sent = Csv::read(&sdir.path().join("csv"));
+    let sent = sender.csv();
     let rlog = receiver.log();
     let slog = sender.log();
 
@@ -134,7 +126,7 @@ fn values_cross_the_network_plugin_intact() {
     }
     assert!(rows >= reads * want.len(), "only {rows} rows");
     // And the values are the population's.
-    common::assert_values("received", &received.tcpconns_values(), &want, &rlog);
+    assert_values("received", &received.tcpconns_values(), &want, &rlog);
     eprintln!(
         "{} series, {rows} rows received; e.g. {:?}",
         got.len(),

@@ -1,0 +1,62 @@
+//! Which tests can run here: most need root to make network namespaces and
+//! run collectd in them; without it they skip, and say so where `cargo test`
+//! shows it.
+
+use std::io::Write;
+
+/// Linux capability numbers (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process can do what the namespace tests do: effective uid
+/// 0 (collectd's files, `/run/netns`) and CAP_SYS_ADMIN + CAP_NET_ADMIN in
+/// its effective set (`ip netns add`, `setns`, bringing `lo` up). Root in a
+/// container without those capabilities does not count.
+pub fn have_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+        && effective_caps().is_some_and(|caps| {
+            [CAP_SYS_ADMIN, CAP_NET_ADMIN]
+                .iter()
+                .all(|cap| caps & (1u64 << cap) != 0)
+        })
+}
+
+/// `CapEff` of /proc/self/status.
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// [`have_root`], and if not, a line `skipped <test>: needs root (<why>)`
+/// written straight to the stderr descriptor: libtest captures `eprintln!`
+/// of a passing test, not this.
+pub fn root_or_skip(why: &str) -> bool {
+    if have_root() {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let line = format!(
+        "skipped {test}: needs root (euid 0 with CAP_SYS_ADMIN and CAP_NET_ADMIN) to {why}\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
+}
+
+/// Returns from the calling test, with a visible skip line, unless it runs
+/// with root (see [`have_root`]). `require_root!()` gives the usual reason;
+/// `require_root!("why")` a reason of its own.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        $crate::require_root!("make network namespaces and run collectd in them")
+    };
+    ($why:expr) => {
+        if !$crate::root_or_skip($why) {
+            return;
+        }
+    };
+}

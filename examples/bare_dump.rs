@@ -5,6 +5,8 @@
 //!     bare_dump all                    every socket (the C plugin's request,
 //!                                      on the plugin's socket: src/caps.rs)
 //!     bare_dump ports LOCAL REMOTE     the filter for LocalPort/RemotePort
+//!     ... info                         also ask for tcp_info, as
+//!                                      ConnectionHealth does
 //!
 //! Prints the number of sockets the kernel sent.
 
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 
 use tcpconns::filter;
 use tcpconns::netlink::Netlink;
+use tcpconns::socket::Fields;
 use tcpconns::source::ALL_STATES;
 
 fn port(s: &str) -> Option<u16> {
@@ -20,7 +23,11 @@ fn port(s: &str) -> Option<u16> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let health = args.last() == Some(&"info");
+    if health {
+        args.pop();
+    }
     let mut program = Vec::new();
     match args[..] {
         ["all"] => {}
@@ -35,12 +42,16 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: bare_dump all | bare_dump ports LOCAL REMOTE");
+            eprintln!("usage: bare_dump all [info] | bare_dump ports LOCAL REMOTE [info]");
             return ExitCode::from(2);
         }
     }
     let mut sockets = 0u64;
-    match Netlink::default().dump(ALL_STATES, &program, &mut |_| sockets += 1) {
+    let fields = Fields {
+        addresses: false,
+        health,
+    };
+    match Netlink::new(None, fields).dump(ALL_STATES, &program, &mut |_| sockets += 1) {
         Ok(_) => {
             println!("{sockets}");
             ExitCode::SUCCESS

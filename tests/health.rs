@@ -2,7 +2,7 @@
 //! in a namespace of their own, checked against `ss -tni` there: queued
 //! bytes (netlink and the procfs fallback), round-trip time on a link
 //! slowed down with a `tbf` qdisc, and retransmissions on a port whose
-//! packets are dropped by a `tc` filter.
+//! packets a `tc` filter sends to a class that lets none through.
 
 use harness::*;
 use std::io::{Read, Write};
@@ -94,7 +94,13 @@ struct Want {
 fn want(ss: &[SsInfo], port: u16, local: bool) -> Want {
     let mine: Vec<&SsInfo> = ss
         .iter()
-        .filter(|s| if local { s.local == port } else { s.remote == port })
+        .filter(|s| {
+            if local {
+                s.local == port
+            } else {
+                s.remote == port
+            }
+        })
         .filter(|s| s.state != TCP_LISTEN)
         .collect();
     let rtts: Vec<u64> = mine
@@ -122,11 +128,7 @@ fn value(run: &Run, series: &str, what: &str) -> Option<f64> {
 
 /// A listener on 127.0.0.1:`port` in `ns` and `n` connections to it:
 /// (listener, clients, accepted servers).
-fn connections(
-    ns: &Netns,
-    port: u16,
-    n: usize,
-) -> (TcpListener, Vec<TcpStream>, Vec<TcpStream>) {
+fn connections(ns: &Netns, port: u16, n: usize) -> (TcpListener, Vec<TcpStream>, Vec<TcpStream>) {
     ns.enter(|| {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
         let mut clients = Vec::new();
@@ -201,7 +203,10 @@ fn check_queues(run: &Run, ss: &[SsInfo]) {
     }
     let local = want(ss, 7100, true);
     let remote = want(ss, 7100, false);
-    assert!(local.send_queue > 0 && local.receive_queue == 5000, "{ss:#?}");
+    assert!(
+        local.send_queue > 0 && local.receive_queue == 5000,
+        "{ss:#?}"
+    );
     assert!(remote.receive_queue > 0, "{ss:#?}");
     // The listener's accept queue is never counted as bytes: 7101 has only
     // a listener, and reports 0.
@@ -215,10 +220,17 @@ fn queued_bytes_equal_ss_from_netlink() {
     check_queues(&run, &ss);
     // Netlink has tcp_info: RTT for the series with ESTABLISHED
     // connections, none for 7101, and retransmission gauges.
-    assert!(value(&run, "7100-local", "latency-rtt_mean").is_some(), "{}", run.log);
+    assert!(
+        value(&run, "7100-local", "latency-rtt_mean").is_some(),
+        "{}",
+        run.log
+    );
     assert_eq!(value(&run, "7101-local", "latency-rtt_mean"), None);
     assert_eq!(value(&run, "7101-local", "latency-rtt_max"), None);
-    assert_eq!(value(&run, "7101-local", "count-retrans_connections"), Some(0.0));
+    assert_eq!(
+        value(&run, "7101-local", "count-retrans_connections"),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -282,12 +294,21 @@ fn round_trip_time_equals_ss_on_a_slowed_link() {
     );
     let (mean, max) = want(&ss, 7200, true).rtt.expect("ss shows RTTs");
     // The floor: loopback alone is about 10 µs; here the link is slow.
-    assert!(max > 0.001, "RTT {max} s is not above the 1 ms floor:\n{ss:#?}");
+    assert!(
+        max > 0.001,
+        "RTT {max} s is not above the 1 ms floor:\n{ss:#?}"
+    );
     let got_mean = value(&run, "7200-local", "latency-rtt_mean").expect("rtt_mean");
     let got_max = value(&run, "7200-local", "latency-rtt_max").expect("rtt_max");
     // ss prints milliseconds with 3 decimals: 1 µs apart at most.
-    assert!((got_mean - mean).abs() <= 1e-6, "mean {got_mean} vs ss {mean}\n{ss:#?}");
-    assert!((got_max - max).abs() <= 1e-6, "max {got_max} vs ss {max}\n{ss:#?}");
+    assert!(
+        (got_mean - mean).abs() <= 1e-6,
+        "mean {got_mean} vs ss {mean}\n{ss:#?}"
+    );
+    assert!(
+        (got_max - max).abs() <= 1e-6,
+        "max {got_max} vs ss {max}\n{ss:#?}"
+    );
     assert_eq!(ss_info(&ns), ss, "the RTTs moved during the read");
 }
 
@@ -297,18 +318,35 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
     let ns = Netns::new("h-retrans");
     let (_a, clients_a, _servers_a) = connections(&ns, 7300, 2);
     let (_b, clients_b, _servers_b) = connections(&ns, 7301, 2);
-    // From here every packet to port 7300 is dropped on lo.
+    // From here every packet from port 7300 (the servers' ACKs) goes to a
+    // class whose queue holds none: all are dropped (this kernel has no
+    // netem and no drop action; u32 and htb work). The clients' data
+    // arrives but is never acknowledged, so they retransmit it. (Dropping
+    // the data itself would be a local drop the sender sees, which TCP
+    // does not count as a retransmission.) Everything else passes.
     for args in [
-        &["qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"][..],
         &[
-            "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "u32", "match",
-            "ip", "dport", "7300", "0xffff", "action", "drop",
+            "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10",
+        ][..],
+        &[
+            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit",
+        ][..],
+        &[
+            "class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "8bit",
+            "ceil", "8bit",
+        ][..],
+        &[
+            "qdisc", "add", "dev", "lo", "parent", "1:20", "pfifo", "limit", "0",
+        ][..],
+        &[
+            "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "u32", "match", "ip",
+            "sport", "7300", "0xffff", "flowid", "1:20",
         ][..],
     ] {
         let out = ns.exec("tc", args);
         assert!(out.status.success(), "tc {args:?}: {}", text(&out));
     }
-    // Both ports' clients send; only 7300's data is lost and retransmitted.
+    // Both ports' clients send; only 7300's data is never acknowledged.
     for c in clients_a.iter().chain(&clients_b) {
         let mut c = c;
         c.write_all(&[3u8; 3000]).expect("write");
@@ -316,11 +354,17 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let ss = loop {
         let ss = ss_info(&ns);
-        let lost = ss.iter().filter(|s| s.remote == 7300 && s.retrans > 0).count();
+        let lost = ss
+            .iter()
+            .filter(|s| s.remote == 7300 && s.retrans > 0)
+            .count();
         if lost == 2 {
             break ss;
         }
-        assert!(Instant::now() < deadline, "no retransmissions after 20 s:\n{ss:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "no retransmissions after 20 s:\n{ss:#?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let run = run_collectd(
@@ -348,9 +392,15 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
         "{segments} not in {}..={later}",
         dropped.retrans_segments
     );
-    assert_eq!(value(&run, "7301-remote", "count-retrans_connections"), Some(0.0));
-    assert_eq!(value(&run, "7301-remote", "count-retrans_segments"), Some(0.0));
-    // The lost data waits in the clients' send queues.
+    assert_eq!(
+        value(&run, "7301-remote", "count-retrans_connections"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&run, "7301-remote", "count-retrans_segments"),
+        Some(0.0)
+    );
+    // The unacknowledged data waits in the clients' send queues.
     assert_eq!(value(&run, "7300-remote", "bytes-send_queue"), Some(6000.0));
     assert_eq!(value(&run, "7301-remote", "bytes-send_queue"), Some(0.0));
 }

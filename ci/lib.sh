@@ -72,3 +72,22 @@ CONF
 snippet_block() {
   sed -n '/^<Plugin tcpconns>/,/^<\/Plugin>/p' "$1" | grep -v '^[[:space:]]*#'
 }
+
+# csv_settled DIR PID: waits (15 s at most) until the collectd with PID has
+# written csv under DIR/csv and it has not changed for 1 s (the read is
+# written out), or until that collectd has exited.
+csv_settled() {
+  local dir=$1 pid=$2 last="" now quiet=0
+  for _ in $(seq 150); do
+    sleep 0.1
+    kill -0 "$pid" 2>/dev/null || return 0
+    now=$(cat "$dir"/csv/*/*/* 2>/dev/null | wc -l)
+    if [ "$now" != 0 ] && [ "$now" = "$last" ]; then
+      quiet=$((quiet + 1))
+      [ $quiet -ge 10 ] && return 0
+    else
+      quiet=0
+    fi
+    last=$now
+  done
+}

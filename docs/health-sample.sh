@@ -83,17 +83,7 @@ block='<Plugin tcpconns>
 { collectd_conf sample 3600; echo "$block"; } > "$work/collectd.conf"
 ip netns exec "$ns" /usr/sbin/collectd -f -C "$work/collectd.conf" > "$work/stdout" 2>&1 &
 pid=$!
-last="" quiet=0
-for _ in $(seq 150); do
-  sleep 0.1
-  now=$(cat "$work"/csv/sample/*/* 2>/dev/null | wc -l)
-  if [ "$now" != 0 ] && [ "$now" = "$last" ]; then
-    quiet=$((quiet + 1)); [ $quiet -ge 10 ] && break
-  else
-    quiet=0
-  fi
-  last=$now
-done
+csv_settled "$work" "$pid"
 kill "$pid"; wait "$pid" || true
 echo
 echo "$block" | sed 's/^/    /'

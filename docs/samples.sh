@@ -60,18 +60,8 @@ run() {
   dir=$(mktemp -d "$work/run.XXXXXX")
   { collectd_conf sample 3600 "$dir"; echo "$block"; } > "$dir/collectd.conf"
   ip netns exec "$ns" /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/stdout" 2>&1 &
-  local pid=$! last="" now quiet=0
-  for _ in $(seq 150); do
-    sleep 0.1
-    kill -0 "$pid" 2>/dev/null || break
-    now=$(cat "$dir"/csv/sample/*/* 2>/dev/null | wc -l)
-    if [ "$now" != 0 ] && [ "$now" = "$last" ]; then
-      quiet=$((quiet + 1)); [ $quiet -ge 10 ] && break
-    else
-      quiet=0
-    fi
-    last=$now
-  done
+  local pid=$!
+  csv_settled "$dir" "$pid"
   kill "$pid" 2>/dev/null || true
   wait "$pid" || true
   echo

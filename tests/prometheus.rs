@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -227,29 +227,6 @@ impl Drop for Prometheus {
         let _ = child.kill();
         let _ = child.wait();
     }
-}
-
-/// A listener on 127.0.0.1:`port` with exactly `backlog`, made with libc
-/// because std picks its own backlog.
-fn listener_with_backlog(ns: &Netns, port: u16, backlog: i32) -> OwnedFd {
-    ns.enter(|| {
-        // SAFETY: plain socket calls on a descriptor this closure owns;
-        // the sockaddr is a fully initialised sockaddr_in.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let owned = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            addr.sin_family = libc::AF_INET as libc::sa_family_t;
-            addr.sin_port = port.to_be();
-            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            assert_eq!(libc::listen(fd, backlog), 0, "listen");
-            owned
-        }
-    })
 }
 
 /// A listener on `port` with `backlog` and `n` connections nobody accepts

@@ -5,6 +5,7 @@ use crate::{enter_netns, multiset, multiset_diff, wait_until, Netns, Sock};
 use crate::{TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT2, TCP_LISTEN, TCP_TIME_WAIT};
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What address a listener is bound to.
@@ -320,4 +321,27 @@ pub fn mixed_population(ns: &Netns) -> Population {
         .close_wait_pairs(22, 1);
     pop.settle(ns);
     pop
+}
+
+/// A listener on 127.0.0.1:`port` with exactly `backlog`, made with libc
+/// because std picks its own backlog.
+pub fn listener_with_backlog(ns: &Netns, port: u16, backlog: i32) -> OwnedFd {
+    ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor this closure owns;
+        // the sockaddr is a fully initialised sockaddr_in.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let owned = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_port = port.to_be();
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            assert_eq!(libc::listen(fd, backlog), 0, "listen");
+            owned
+        }
+    })
 }

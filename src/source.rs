@@ -306,7 +306,9 @@ impl NamespaceGatherer {
         let Ok(now) = identity(&self.path) else {
             self.step.netlink.close();
             self.seen = None;
-            self.enter(NamespaceState::Missing, None);
+            if self.moved_to(NamespaceState::Missing) {
+                info!("{}: not there; skipped until it is", self.label);
+            }
             return false;
         };
         if self.seen != Some(now) {
@@ -320,34 +322,25 @@ impl NamespaceGatherer {
         }
         match self.step.gather(table) {
             Ok(()) => {
-                self.enter(NamespaceState::Reading, None);
+                if self.moved_to(NamespaceState::Reading) {
+                    info!("{}: reading sockets from netlink (sock_diag)", self.label);
+                }
                 true
             }
             Err(err) => {
-                self.enter(NamespaceState::Failing, Some(&err));
+                if self.moved_to(NamespaceState::Failing) {
+                    warn!(
+                        "{}: netlink failed: {err}; nothing dispatched for it until it works",
+                        self.label
+                    );
+                }
                 false
             }
         }
     }
 
-    /// Moves to `state`, logging the change if it is one.
-    fn enter(&mut self, state: NamespaceState, err: Option<&NetlinkError>) {
-        if self.state == state {
-            return;
-        }
-        self.state = state;
-        match (state, err) {
-            (NamespaceState::Missing, _) => {
-                info!("{}: not there; skipped until it is", self.label)
-            }
-            (NamespaceState::Reading, _) => {
-                info!("{}: reading sockets from netlink (sock_diag)", self.label)
-            }
-            (NamespaceState::Failing, Some(err)) => warn!(
-                "{}: netlink failed: {err}; nothing dispatched for it until it works",
-                self.label
-            ),
-            (NamespaceState::Failing, None) | (NamespaceState::Starting, _) => {}
-        }
+    /// Moves to `state`; `true` when that is a change, to be logged once.
+    fn moved_to(&mut self, state: NamespaceState) -> bool {
+        std::mem::replace(&mut self.state, state) != state
     }
 }

@@ -48,8 +48,8 @@ fn main() -> ExitCode {
     }
     let mut sockets = 0u64;
     let fields = Fields {
-        addresses: false,
         health,
+        ..Fields::default()
     };
     match Netlink::new(None, fields).dump(ALL_STATES, &program, &mut |_| sockets += 1) {
         Ok(_) => {

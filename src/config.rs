@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::network::Network;
 
 /// The keys the plugin knows, matched case-insensitively.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 13] = [
     "ListeningPorts",
     "LocalPort",
     "RemotePort",
@@ -21,10 +21,24 @@ pub const KEYS: [&str; 9] = [
     "LocalNetwork",
     "RemoteNetwork",
     "Namespace",
+    "NamespaceLimit",
+    "Cgroup",
+    "CgroupDepth",
+    "CgroupLimit",
 ];
 
+/// `CgroupLimit` when not given: series per read in `CgroupDepth` mode.
+pub const DEFAULT_CGROUP_LIMIT: u32 = 100;
+/// `NamespaceLimit` when not given: namespaces `Namespace "all"` follows.
+pub const DEFAULT_NAMESPACE_LIMIT: u32 = 64;
+/// Longest namespace name.
+pub const MAX_NAMESPACE_NAME: usize = 63;
+/// Longest cgroup name: `<namespace>-<cgroup>-cgroup` still fits collectd's
+/// 128-byte plugin instance.
+pub const MAX_CGROUP_NAME: usize = 56;
+
 /// What to count and dispatch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Report every port that has a LISTEN socket at read time (`-local`).
     pub listening_ports: bool,
@@ -45,6 +59,73 @@ pub struct Config {
     pub remote_networks: Vec<Network>,
     /// Other network namespaces read with the same selection.
     pub namespaces: Vec<Namespace>,
+    /// `Namespace "all"`: every other network namespace of the host that
+    /// holds TCP sockets, found while running.
+    pub all_namespaces: bool,
+    /// At most this many discovered namespaces are followed.
+    pub namespace_limit: u32,
+    /// Series per cgroup (`Cgroup`, `CgroupDepth`).
+    pub cgroups: Cgroups,
+}
+
+impl Default for Config {
+    /// Nothing selected.
+    fn default() -> Self {
+        Config {
+            listening_ports: false,
+            all_ports_summary: false,
+            local_ports: Vec::new(),
+            remote_ports: Vec::new(),
+            accept_queue: false,
+            connection_health: false,
+            local_networks: Vec::new(),
+            remote_networks: Vec::new(),
+            namespaces: Vec::new(),
+            all_namespaces: false,
+            namespace_limit: DEFAULT_NAMESPACE_LIMIT,
+            cgroups: Cgroups::default(),
+        }
+    }
+}
+
+/// What to report per cgroup (v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroups {
+    /// `Cgroup "/path" ["name"]`: the sockets of the cgroup and of those
+    /// below it, as `<name>-cgroup`.
+    pub named: Vec<NamedCgroup>,
+    /// `CgroupDepth N`: one series for every cgroup N levels below the
+    /// root that holds connections (`/system.slice/x.service` is depth 2).
+    pub depth: Option<u32>,
+    /// `CgroupLimit`: at most this many depth series per read.
+    pub limit: u32,
+}
+
+impl Default for Cgroups {
+    fn default() -> Self {
+        Cgroups {
+            named: Vec::new(),
+            depth: None,
+            limit: DEFAULT_CGROUP_LIMIT,
+        }
+    }
+}
+
+impl Cgroups {
+    /// Whether any per-cgroup series is asked for.
+    pub fn any(&self) -> bool {
+        !self.named.is_empty() || self.depth.is_some()
+    }
+}
+
+/// A cgroup given by path (relative to the cgroup v2 mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedCgroup {
+    /// `/system.slice/nginx.service`: starts with `/`, no `//`, no `/` at the
+    /// end (except the root, `/`).
+    pub path: String,
+    /// The series is `<name>-cgroup`.
+    pub name: String,
 }
 
 /// Another network namespace whose sockets are counted too.
@@ -74,9 +155,20 @@ pub enum ConfigError {
         value: String,
         why: String,
     },
-    /// A `Namespace` value that is not `"/absolute/path" ["name"]`, or whose
-    /// name is already taken.
+    /// A `Namespace` value that is not `"/absolute/path" ["name"]` or
+    /// `"all"`, or whose name is already taken.
     Namespace { value: String, why: &'static str },
+    /// A `Cgroup` value that is not `"/path/in/the/hierarchy" ["name"]`, or
+    /// whose name is already taken.
+    Cgroup { value: String, why: &'static str },
+    /// A count (`CgroupDepth`, `CgroupLimit`, `NamespaceLimit`) that is not
+    /// a whole number in its range.
+    InvalidNumber {
+        key: String,
+        value: String,
+        min: u32,
+        max: u32,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -105,6 +197,20 @@ impl fmt::Display for ConfigError {
                 "Namespace: invalid value \"{value}\": {why}; expected \"/path/to/netns\" \
                  [\"name\"], the name made of letters, digits, '.', '_' or '-'"
             ),
+            ConfigError::Cgroup { value, why } => write!(
+                f,
+                "Cgroup: invalid value \"{value}\": {why}; expected \"/path/below/the/cgroup2/mount\" \
+                 [\"name\"], the name made of letters, digits, '.', '_' or '-'"
+            ),
+            ConfigError::InvalidNumber {
+                key,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "{key}: invalid value \"{value}\": expected a whole number from {min} to {max}"
+            ),
             ConfigError::Block { key } => write!(
                 f,
                 "<{key}> block: <Plugin tcpconns> takes only the options {}",
@@ -125,6 +231,11 @@ pub struct ConfigBuilder {
     accept_queue: bool,
     connection_health: bool,
     namespaces: Vec<Namespace>,
+    all_namespaces: bool,
+    namespace_limit: Option<u32>,
+    cgroups: Vec<NamedCgroup>,
+    cgroup_depth: Option<u32>,
+    cgroup_limit: Option<u32>,
     local_networks: BTreeSet<Network>,
     remote_networks: BTreeSet<Network>,
     local_ports: BTreeSet<u16>,
@@ -149,6 +260,23 @@ impl ConfigBuilder {
         } else if key.eq_ignore_ascii_case("RemoteNetwork") {
             let nets = parse_networks(key, value)?;
             self.remote_networks.extend(nets);
+        } else if key.eq_ignore_ascii_case("Namespace") && value.trim() == "all" {
+            self.all_namespaces = true;
+        } else if key.eq_ignore_ascii_case("NamespaceLimit") {
+            self.namespace_limit = Some(parse_number(key, value, 1, 4096)?);
+        } else if key.eq_ignore_ascii_case("Cgroup") {
+            let cgroup = parse_cgroup(value)?;
+            if self.cgroups.iter().any(|c| c.name == cgroup.name) {
+                return Err(ConfigError::Cgroup {
+                    value: value.to_owned(),
+                    why: "that name is already used by another Cgroup",
+                });
+            }
+            self.cgroups.push(cgroup);
+        } else if key.eq_ignore_ascii_case("CgroupDepth") {
+            self.cgroup_depth = Some(parse_number(key, value, 1, 64)?);
+        } else if key.eq_ignore_ascii_case("CgroupLimit") {
+            self.cgroup_limit = Some(parse_number(key, value, 1, 10_000)?);
         } else if key.eq_ignore_ascii_case("Namespace") {
             let ns = parse_namespace(value)?;
             if self.namespaces.iter().any(|n| n.name == ns.name) {
@@ -187,7 +315,9 @@ impl ConfigBuilder {
             && self.local_ports.is_empty()
             && self.remote_ports.is_empty()
             && self.local_networks.is_empty()
-            && self.remote_networks.is_empty();
+            && self.remote_networks.is_empty()
+            && self.cgroups.is_empty()
+            && self.cgroup_depth.is_none();
         Config {
             listening_ports: self.listening_ports || nothing_else,
             all_ports_summary: self.all_ports_summary,
@@ -198,6 +328,13 @@ impl ConfigBuilder {
             local_networks: self.local_networks.iter().copied().collect(),
             remote_networks: self.remote_networks.iter().copied().collect(),
             namespaces: self.namespaces.clone(),
+            all_namespaces: self.all_namespaces,
+            namespace_limit: self.namespace_limit.unwrap_or(DEFAULT_NAMESPACE_LIMIT),
+            cgroups: Cgroups {
+                named: self.cgroups.clone(),
+                depth: self.cgroup_depth,
+                limit: self.cgroup_limit.unwrap_or(DEFAULT_CGROUP_LIMIT),
+            },
         }
     }
 
@@ -295,14 +432,111 @@ fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
         None => path.rsplit('/').next().unwrap_or_default().to_owned(),
     };
     let name = given.map(str::to_owned).unwrap_or(derived);
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 63 || !name.chars().all(valid) {
+    if !valid_name(&name, MAX_NAMESPACE_NAME) {
         return Err(bad("the name is empty, too long or has other characters"));
     }
     Ok(Namespace {
         path: PathBuf::from(path),
         name,
     })
+}
+
+/// A name for a namespace or cgroup series: letters, digits, `.`, `_`, `-`,
+/// at most `max` bytes. Safe as a csv/rrd directory and a Graphite node.
+pub fn valid_name(name: &str, max: usize) -> bool {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    !name.is_empty() && name.len() <= max && name.chars().all(valid)
+}
+
+/// A name made from free text (a cgroup's last path component): every
+/// character that is not allowed becomes `_`, cut to `max`; `fallback`
+/// when nothing is left.
+pub fn name_from(text: &str, max: usize, fallback: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => c,
+            _ => '_',
+        })
+        .take(max)
+        .collect();
+    if name.is_empty() {
+        name = fallback.to_owned();
+    }
+    name
+}
+
+/// `"/system.slice/nginx.service"` (named `nginx.service`) or a path
+/// followed by a name; the path is taken relative to the cgroup v2 mount.
+fn parse_cgroup(value: &str) -> Result<NamedCgroup, ConfigError> {
+    let bad = |why| ConfigError::Cgroup {
+        value: value.to_owned(),
+        why,
+    };
+    let mut words = value.split_ascii_whitespace();
+    let path = words.next().ok_or_else(|| bad("no path given"))?;
+    let given = words.next();
+    if words.next().is_some() {
+        return Err(bad("more than a path and a name"));
+    }
+    if !path.starts_with('/') {
+        return Err(bad("the path does not start with /"));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(bad("the path has a . or .. component"));
+    }
+    let path = format!("/{}", parts.join("/"));
+    let name = match given {
+        Some(name) => name.to_owned(),
+        None => name_from(
+            parts.last().copied().unwrap_or("root"),
+            MAX_CGROUP_NAME,
+            "root",
+        ),
+    };
+    if !valid_name(&name, MAX_CGROUP_NAME) {
+        return Err(bad("the name is empty, too long or has other characters"));
+    }
+    Ok(NamedCgroup { path, name })
+}
+
+/// A whole number from `min` to `max`, written as `parse_port` accepts.
+fn parse_number(key: &str, value: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+    whole_number(value.trim())
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ConfigError::InvalidNumber {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            min,
+            max,
+        })
+}
+
+/// Digits with an optional fraction of zeros only (`2`, `2.000000`), at
+/// most 9 significant digits.
+fn whole_number(token: &str) -> Option<u32> {
+    let (whole, fraction) = match token.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (token, None),
+    };
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(f) = fraction {
+        if !f.bytes().all(|b| b == b'0') {
+            return None;
+        }
+    }
+    // Leading zeros are allowed, so compare the value, not the text length.
+    let digits = whole.trim_start_matches('0');
+    if digits.len() > 9 {
+        return None;
+    }
+    if digits.is_empty() {
+        return Some(0);
+    }
+    digits.parse().ok()
 }
 
 /// One or more ports separated by white space (`LocalPort 22 25 8080`).
@@ -333,30 +567,8 @@ fn parse_ports(key: &str, value: &str) -> Result<Vec<u16>, ConfigError> {
 /// A whole number in 1..=65535, written as digits with an optional fraction
 /// of zeros only: `22`, `22.0` and collectd's `22.000000` are port 22.
 fn parse_port(token: &str) -> Option<u16> {
-    let (whole, fraction) = match token.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (token, None),
-    };
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if let Some(f) = fraction {
-        if !f.bytes().all(|b| b == b'0') {
-            return None;
-        }
-    }
-    // Leading zeros are allowed, so compare the value, not the text length.
-    let digits = whole.trim_start_matches('0');
-    if digits.len() > 5 {
-        return None;
-    }
-    let port: u32 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    match port {
-        1..=65535 => u16::try_from(port).ok(),
+    match whole_number(token)? {
+        port @ 1..=65535 => u16::try_from(port).ok(),
         _ => None,
     }
 }
@@ -482,6 +694,109 @@ mod tests {
         }
         let err = cfg(&[("Namespace", "/run/netns/a"), ("Namespace", "/x/a")]).unwrap_err();
         assert!(err.to_string().contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn cgroups_are_named_from_their_path_or_explicitly() {
+        let c = cfg(&[
+            ("Cgroup", "/system.slice/nginx.service"),
+            ("Cgroup", "//system.slice//db.service/ db"),
+            ("Cgroup", "/ root_all"),
+            ("Cgroup", "/user.slice/user@1000.service"),
+            ("CgroupDepth", "2.000000"),
+            ("CgroupLimit", "7"),
+        ])
+        .unwrap();
+        let named: Vec<(&str, &str)> = c
+            .cgroups
+            .named
+            .iter()
+            .map(|n| (n.path.as_str(), n.name.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("/system.slice/nginx.service", "nginx.service"),
+                ("/system.slice/db.service", "db"),
+                ("/", "root_all"),
+                ("/user.slice/user@1000.service", "user_1000.service"),
+            ]
+        );
+        assert_eq!((c.cgroups.depth, c.cgroups.limit), (Some(2), 7));
+        // Cgroups select something: listening ports are not added.
+        assert!(!c.listening_ports);
+        let d = cfg(&[("CgroupDepth", "1")]).unwrap();
+        assert_eq!(d.cgroups.limit, DEFAULT_CGROUP_LIMIT);
+        assert!(!d.listening_ports && d.cgroups.any());
+        assert!(!cfg(&[]).unwrap().cgroups.any());
+    }
+
+    #[test]
+    fn bad_cgroup_values_are_refused_naming_key_and_value() {
+        for (key, value, want) in [
+            (
+                "Cgroup",
+                "system.slice",
+                "Cgroup: invalid value \"system.slice\": the path does not start with /",
+            ),
+            (
+                "Cgroup",
+                "/a/../b",
+                "Cgroup: invalid value \"/a/../b\": the path has a . or .. component",
+            ),
+            (
+                "Cgroup",
+                "/a b c",
+                "Cgroup: invalid value \"/a b c\": more than a path and a name",
+            ),
+            (
+                "Cgroup",
+                "/a b/c",
+                "Cgroup: invalid value \"/a b/c\": the name is empty",
+            ),
+            ("Cgroup", "", "Cgroup: invalid value \"\": no path given"),
+            (
+                "CgroupDepth",
+                "0",
+                "CgroupDepth: invalid value \"0\": expected a whole number from 1 to 64",
+            ),
+            (
+                "CgroupDepth",
+                "2.5",
+                "CgroupDepth: invalid value \"2.5\": expected a whole number from 1 to 64",
+            ),
+            (
+                "CgroupLimit",
+                "-1",
+                "CgroupLimit: invalid value \"-1\": expected a whole number from 1 to 10000",
+            ),
+            (
+                "NamespaceLimit",
+                "true",
+                "NamespaceLimit: invalid value \"true\": expected a whole number from 1 to 4096",
+            ),
+        ] {
+            let err = cfg(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+        let err = cfg(&[("Cgroup", "/a/x"), ("Cgroup", "/b/x")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Cgroup: invalid value \"/b/x\": that name is already used by another Cgroup; \
+             expected \"/path/below/the/cgroup2/mount\" [\"name\"], the name made of letters, \
+             digits, '.', '_' or '-'"
+        );
+    }
+
+    #[test]
+    fn namespace_all_and_its_limit() {
+        let c = cfg(&[("Namespace", "all"), ("NamespaceLimit", "3")]).unwrap();
+        assert!(c.all_namespaces && c.namespaces.is_empty());
+        assert_eq!(c.namespace_limit, 3);
+        assert!(c.listening_ports, "Namespace selects no series by itself");
+        let d = cfg(&[("Namespace", "/run/netns/all")]).unwrap();
+        assert!(!d.all_namespaces);
+        assert_eq!(d.namespace_limit, DEFAULT_NAMESPACE_LIMIT);
     }
 
     #[test]
@@ -612,7 +927,8 @@ mod tests {
             err.to_string(),
             "unknown option \"LocalPorts\" (value \"22.000000\"): expected one of \
              ListeningPorts, LocalPort, RemotePort, AllPortsSummary, AcceptQueue, \
-             ConnectionHealth, LocalNetwork, RemoteNetwork, Namespace"
+             ConnectionHealth, LocalNetwork, RemoteNetwork, Namespace, NamespaceLimit, Cgroup, \
+             CgroupDepth, CgroupLimit"
         );
     }
 

@@ -6,7 +6,9 @@
 //! triples) -> [`table::PortTable`] (counts) -> `plugin` (collectd glue).
 
 pub mod caps;
+pub mod cgroup;
 pub mod config;
+pub mod discover;
 pub mod filter;
 pub mod netlink;
 pub mod netns;

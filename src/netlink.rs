@@ -50,6 +50,9 @@ const MSG_WQUEUE_AT: usize = 60;
 /// `INET_DIAG_INFO`: the attribute that carries `struct tcp_info`, asked for
 /// with bit `INET_DIAG_INFO - 1` of the request's `idiag_ext`.
 const INET_DIAG_INFO: u16 = 2;
+/// `INET_DIAG_CGROUP_ID`: the id of the cgroup (v2) that made the socket, a
+/// u64 the kernel sends unasked with every full socket (Linux 5.9+).
+const INET_DIAG_CGROUP_ID: u16 = 21;
 /// `struct rtattr`: length (including itself), then the type.
 const RTA_HEADER_LEN: usize = 4;
 // `struct tcp_info`: the two fields read, and the length that holds both.
@@ -180,9 +183,18 @@ fn kernel_status(what: &str, status: i32) -> Result<(), NetlinkError> {
     }
 }
 
-/// The `tcp_info` fields of an `INET_DIAG_INFO` attribute among `attrs`
-/// (what follows the `inet_diag_msg`), if there is one.
-fn tcp_info(mut attrs: &[u8]) -> Result<Option<TcpInfo>, NetlinkError> {
+/// What [`attributes`] found among a message's attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Attributes {
+    info: Option<TcpInfo>,
+    cgroup: Option<u64>,
+}
+
+/// The `tcp_info` fields of an `INET_DIAG_INFO` attribute and the id of an
+/// `INET_DIAG_CGROUP_ID` attribute among `attrs` (what follows the
+/// `inet_diag_msg`), each only if `fields` asks for it and it is there.
+fn attributes(mut attrs: &[u8], fields: Fields) -> Result<Attributes, NetlinkError> {
+    let mut found = Attributes::default();
     while attrs.len() >= RTA_HEADER_LEN {
         let len = usize::from(u16_ne(attrs, 0));
         if len < RTA_HEADER_LEN || len > attrs.len() {
@@ -191,22 +203,34 @@ fn tcp_info(mut attrs: &[u8]) -> Result<Option<TcpInfo>, NetlinkError> {
                 attrs.len()
             )));
         }
-        if u16_ne(attrs, 2) == INET_DIAG_INFO {
-            let info = &attrs[RTA_HEADER_LEN..len];
-            if info.len() < TCPI_MIN_LEN {
-                return Err(NetlinkError::Malformed(format!(
-                    "tcp_info of {} bytes, expected at least {TCPI_MIN_LEN}",
-                    info.len()
-                )));
+        let value = &attrs[RTA_HEADER_LEN..len];
+        match u16_ne(attrs, 2) {
+            INET_DIAG_INFO if fields.health => {
+                if value.len() < TCPI_MIN_LEN {
+                    return Err(NetlinkError::Malformed(format!(
+                        "tcp_info of {} bytes, expected at least {TCPI_MIN_LEN}",
+                        value.len()
+                    )));
+                }
+                found.info = Some(TcpInfo {
+                    rtt_us: u32_ne(value, TCPI_RTT_AT),
+                    retrans: u32_ne(value, TCPI_RETRANS_AT),
+                });
             }
-            return Ok(Some(TcpInfo {
-                rtt_us: u32_ne(info, TCPI_RTT_AT),
-                retrans: u32_ne(info, TCPI_RETRANS_AT),
-            }));
+            INET_DIAG_CGROUP_ID if fields.cgroup => {
+                let id: [u8; 8] = value.try_into().map_err(|_| {
+                    NetlinkError::Malformed(format!(
+                        "cgroup id of {} bytes, expected 8",
+                        value.len()
+                    ))
+                })?;
+                found.cgroup = Some(u64::from_ne_bytes(id));
+            }
+            _ => {}
         }
         attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Parses one received datagram of a dump with sequence number `seq`,
@@ -269,10 +293,10 @@ pub fn parse_datagram(
                     }
                 };
                 let port = |at: usize| u16::from_be_bytes([payload[at], payload[at + 1]]);
-                let info = if fields.health {
-                    tcp_info(&payload[RESPONSE_LEN..])?
+                let attrs = if fields.health || fields.cgroup {
+                    attributes(&payload[RESPONSE_LEN..], fields)?
                 } else {
-                    None
+                    Attributes::default()
                 };
                 sink(&Socket {
                     local: port(MSG_SPORT_AT),
@@ -282,7 +306,8 @@ pub fn parse_datagram(
                     wqueue: Some(u32_ne(payload, MSG_WQUEUE_AT)),
                     local_addr: addr(MSG_SRC_AT),
                     remote_addr: addr(MSG_DST_AT),
-                    info,
+                    info: attrs.info,
+                    cgroup: attrs.cgroup,
                 });
             }
             NLMSG_DONE => {
@@ -641,7 +666,7 @@ mod tests {
                         let mut seen = Vec::new();
                         let fields = Fields {
                             addresses,
-                            health: false,
+                            ..Fields::default()
                         };
                         parse_datagram(&rest[..len], 7, fields, &mut |s: &Socket| {
                             seen.push((s.local_addr, s.remote_addr))
@@ -676,6 +701,7 @@ mod tests {
         let fields = Fields {
             addresses: false,
             health: true,
+            cgroup: false,
         };
         let mut got = Vec::new();
         for d in datagrams(DUMP_INFO) {
@@ -723,6 +749,86 @@ mod tests {
         }
     }
 
+    /// `netlink_dump_cgroup.bin`: a dump with no extension asked (as with
+    /// `Cgroup`), of sockets made from two cgroups and a sub-cgroup by
+    /// `capture_cgroup.py`; `ss_Htan_cgroup.txt` shows the same sockets
+    /// with `ss --cgroup`, `cgroup_ids.txt` each cgroup's id (its inode).
+    const DUMP_CGROUP: &[u8] = include_bytes!("../tests/fixtures/netlink_dump_cgroup.bin");
+
+    #[test]
+    fn cgroup_ids_agree_with_ss() {
+        let ids: std::collections::HashMap<u64, &str> =
+            include_str!("../tests/fixtures/cgroup_ids.txt")
+                .lines()
+                .map(|l| {
+                    let (id, path) = l.split_once(' ').unwrap();
+                    (id.parse().unwrap(), path)
+                })
+                .collect();
+        let fields = Fields {
+            cgroup: true,
+            ..Fields::default()
+        };
+        let mut got = Vec::new();
+        for d in datagrams(DUMP_CGROUP) {
+            parse_datagram(d, 5, fields, &mut |s: &Socket| {
+                let path = s.cgroup.map(|id| ids.get(&id).copied().unwrap_or("?"));
+                got.push((s.local, s.remote, path.unwrap_or("")));
+            })
+            .unwrap();
+        }
+        got.sort();
+        let port = |a: &str| a.rsplit(':').next().unwrap().parse::<u16>().unwrap_or(0);
+        let mut want: Vec<(u16, u16, &str)> = include_str!("../tests/fixtures/ss_Htan_cgroup.txt")
+            .lines()
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let cgroup = w.get(5).and_then(|c| c.strip_prefix("cgroup:"));
+                (port(w[3]), port(w[4]), cgroup.unwrap_or(""))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+        // The TIME_WAIT entry has no id; full sockets all have one.
+        assert_eq!(got.iter().filter(|s| s.2.is_empty()).count(), 1);
+        // Not asked for: not read.
+        for d in datagrams(DUMP_CGROUP) {
+            parse_datagram(d, 5, Fields::default(), &mut |s: &Socket| {
+                assert_eq!(s.cgroup, None)
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_cgroup_id_of_the_wrong_size_is_malformed() {
+        // One message: nlmsghdr, inet_diag_msg, a 6-byte CGROUP_ID attribute.
+        let mut msg = Vec::new();
+        let len = HEADER_LEN + RESPONSE_LEN + 8;
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+        msg.extend_from_slice(&0u16.to_ne_bytes());
+        msg.extend_from_slice(&3u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        let mut diag = [0u8; RESPONSE_LEN];
+        diag[MSG_STATE_AT] = 1;
+        msg.extend_from_slice(&diag);
+        msg.extend_from_slice(&8u16.to_ne_bytes()); // rta_len: header + 4
+        msg.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
+        msg.extend_from_slice(&[1, 2, 3, 4]);
+        let fields = Fields {
+            cgroup: true,
+            ..Fields::default()
+        };
+        let err = parse_datagram(&msg, 3, fields, &mut |_: &Socket| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed netlink reply: cgroup id of 4 bytes, expected 8"
+        );
+        // Without the field asked for, the attribute is not looked at.
+        assert!(parse_datagram(&msg, 3, Fields::default(), &mut |_: &Socket| {}).is_ok());
+    }
+
     #[test]
     fn tcp_info_agrees_with_netlink_packet_sock_diag() {
         use netlink_packet_sock_diag::inet::nlas::Nla;
@@ -764,6 +870,7 @@ mod tests {
         let health = Fields {
             addresses: false,
             health: true,
+            cgroup: false,
         };
         let mut p = vec![0u8; RESPONSE_LEN];
         p[MSG_STATE_AT] = 1;

@@ -15,10 +15,16 @@ use collectd_plugin::bindings::{
 use collectd_plugin::CollectdLoggerBuilder;
 use log::{error, info, warn, LevelFilter};
 
-use crate::config::{join_values, ConfigBuilder, ConfigError, Value};
+use std::path::Path;
+
+use crate::cgroup::{CgroupReport, Hierarchy};
+use crate::config::{join_values, Cgroups, Config, ConfigBuilder, ConfigError, Namespace, Value};
+use crate::discover;
+use crate::netns::{identity, Identity};
+use crate::socket::Fields;
 use crate::source::{HostGatherer, NamespaceGatherer, Source};
 use crate::state::TcpState;
-use crate::table::{Health, Instance, PortTable};
+use crate::table::{Counts, Health, Instance, PortTable};
 
 const NAME: &CStr = c"tcpconns";
 
@@ -30,6 +36,10 @@ static READER: Mutex<Option<Reader>> = Mutex::new(None);
 struct Reader {
     /// collectd's own namespace first, then each `Namespace`.
     targets: Vec<Target>,
+    /// `Namespace "all"`.
+    discovery: Option<Discovery>,
+    /// The cgroup v2 hierarchy, when per-cgroup series are asked for.
+    hierarchy: Option<Hierarchy>,
 }
 
 struct Target {
@@ -39,11 +49,141 @@ struct Target {
     table: PortTable,
     gatherer: Gatherer,
     noted_ignored: bool,
+    /// `Cgroup`, `CgroupDepth`: the series per cgroup.
+    cgroups: Option<CgroupReport>,
+}
+
+impl Target {
+    /// A target whose gatherer `gatherer` makes, given what the table needs
+    /// read of each socket.
+    fn new(
+        prefix: Option<String>,
+        config: &Config,
+        gatherer: impl FnOnce(Fields) -> Gatherer,
+    ) -> Target {
+        let table = PortTable::new(config);
+        let label = match &prefix {
+            Some(name) => format!("namespace {name}: "),
+            None => String::new(),
+        };
+        Target {
+            cgroups: config
+                .cgroups
+                .any()
+                .then(|| CgroupReport::new(&config.cgroups, label)),
+            prefix,
+            gatherer: gatherer(table.fields()),
+            table,
+            noted_ignored: false,
+        }
+    }
 }
 
 enum Gatherer {
     Host(HostGatherer),
     Namespace(NamespaceGatherer),
+}
+
+/// Namespaces are looked for again every this many reads.
+const SCAN_EVERY_READS: u32 = 5;
+
+/// `Namespace "all"`: the namespaces found and followed, by identity.
+struct Discovery {
+    config: Config,
+    found: Vec<(Identity, Target)>,
+    /// Reads until the next scan.
+    wait: u32,
+    /// A namespace was left out by `NamespaceLimit` (logged once).
+    over_limit: bool,
+}
+
+impl Discovery {
+    /// Looks for namespaces when it is time: follows new ones (within the
+    /// limit), forgets gone ones.
+    fn refresh(&mut self) {
+        if self.wait > 0 {
+            self.wait -= 1;
+            return;
+        }
+        self.wait = SCAN_EVERY_READS - 1;
+        // collectd's own namespace and the configured ones are read already.
+        let mut skip: Vec<Identity> = identity(Path::new("/proc/self/ns/net"))
+            .into_iter()
+            .collect();
+        skip.extend(
+            self.config
+                .namespaces
+                .iter()
+                .filter_map(|n| identity(&n.path).ok()),
+        );
+        let taken: Vec<String> = self
+            .config
+            .namespaces
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let now = discover::scan(Path::new("/proc"), Path::new("/run/netns"), &skip, &taken);
+        self.found.retain(|(id, target)| {
+            let there = now.iter().any(|f| f.identity == *id);
+            if !there {
+                info!(
+                    "namespace {}: gone; no longer read",
+                    target.prefix.as_deref().unwrap_or_default()
+                );
+            }
+            there
+        });
+        let limit = usize::try_from(self.config.namespace_limit).unwrap_or(usize::MAX);
+        let mut left_out = 0;
+        for f in &now {
+            if let Some((_, target)) = self.found.iter_mut().find(|(id, _)| *id == f.identity) {
+                if let Gatherer::Namespace(g) = &mut target.gatherer {
+                    g.set_path(f.path.clone());
+                }
+                continue;
+            }
+            // A name a followed namespace has (a pid reused) is not taken twice.
+            let taken = |name: &str| {
+                self.found
+                    .iter()
+                    .any(|(_, t)| t.prefix.as_deref() == Some(name))
+            };
+            if self.found.len() >= limit || taken(&f.name) {
+                left_out += 1;
+                continue;
+            }
+            info!(
+                "Namespace all: found namespace {} ({}); reading it",
+                f.name,
+                f.path.display()
+            );
+            let ns = Namespace {
+                path: f.path.clone(),
+                name: f.name.clone(),
+            };
+            let target = Target::new(Some(f.name.clone()), &self.config, |fields| {
+                Gatherer::Namespace(NamespaceGatherer::discovered(&ns, f.identity, fields))
+            });
+            self.found.push((f.identity, target));
+        }
+        let over = left_out > 0;
+        if over != std::mem::replace(&mut self.over_limit, over) {
+            match over {
+                true => warn!(
+                    "Namespace all: {} namespaces found, more than NamespaceLimit {}; \
+                     following {} (the first found), {left_out} left out (logged once, \
+                     until they fit again)",
+                    self.found.len() + left_out,
+                    self.config.namespace_limit,
+                    self.found.len()
+                ),
+                false => info!(
+                    "Namespace all: the namespaces found fit NamespaceLimit {} again",
+                    self.config.namespace_limit
+                ),
+            }
+        }
+    }
 }
 
 /// A poisoned lock only means an earlier callback panicked; the data is
@@ -212,26 +352,46 @@ fn fault(_point: &str) {}
 unsafe extern "C" fn init_callback() -> c_int {
     guard("init", || {
         fault("init");
-        let config = lock(&OPTIONS)
+        let mut config = lock(&OPTIONS)
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
-        let table = PortTable::new(&config);
-        let fields = table.fields();
-        let mut targets = vec![Target {
-            prefix: None,
-            table,
-            gatherer: Gatherer::Host(HostGatherer::new(fields)),
-            noted_ignored: false,
-        }];
+        let hierarchy = if config.cgroups.any() {
+            match Hierarchy::find() {
+                Ok(h) => {
+                    info!(
+                        "per-cgroup series from the cgroup v2 hierarchy at {}",
+                        h.mount().display()
+                    );
+                    Some(h)
+                }
+                Err(why) => {
+                    warn!("Cgroup/CgroupDepth: {why}; no per-cgroup series");
+                    config.cgroups = Cgroups::default();
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut targets = vec![Target::new(None, &config, |fields| {
+            Gatherer::Host(HostGatherer::new(fields))
+        })];
         for ns in &config.namespaces {
-            targets.push(Target {
-                prefix: Some(ns.name.clone()),
-                table: PortTable::new(&config),
-                gatherer: Gatherer::Namespace(NamespaceGatherer::new(ns, fields)),
-                noted_ignored: false,
-            });
+            targets.push(Target::new(Some(ns.name.clone()), &config, |fields| {
+                Gatherer::Namespace(NamespaceGatherer::new(ns, fields))
+            }));
         }
-        *lock(&READER) = Some(Reader { targets });
+        let discovery = config.all_namespaces.then(|| Discovery {
+            config: config.clone(),
+            found: Vec::new(),
+            wait: 0,
+            over_limit: false,
+        });
+        *lock(&READER) = Some(Reader {
+            targets,
+            discovery,
+            hierarchy,
+        });
         0
     })
 }
@@ -246,35 +406,68 @@ unsafe extern "C" fn read_callback() -> c_int {
         };
         let mut status = 0;
         for target in &mut reader.targets {
-            let source = match &mut target.gatherer {
-                Gatherer::Host(gatherer) => match gatherer.read(&mut target.table) {
-                    Ok(source) => source,
-                    Err(err) => {
-                        error!("reading sockets failed, nothing dispatched: {err}");
-                        status = -1;
-                        continue;
-                    }
-                },
-                // Another namespace missing or failing is logged once by its
-                // gatherer and fails nothing else.
-                Gatherer::Namespace(gatherer) => {
-                    if !gatherer.read(&mut target.table) {
-                        continue;
-                    }
-                    Source::Netlink
-                }
-            };
-            if target.table.ignored() > 0 && !target.noted_ignored {
-                info!(
-                    "ignoring {} sockets in states outside 1..11",
-                    target.table.ignored()
-                );
-                target.noted_ignored = true;
+            if read_target(target, reader.hierarchy.as_mut(), false).is_err() {
+                status = -1;
             }
-            dispatch(target.prefix.as_deref(), &target.table, source);
+        }
+        if let Some(discovery) = &mut reader.discovery {
+            discovery.refresh();
+            for (_, target) in &mut discovery.found {
+                // Failures of a discovered namespace are logged by its gatherer.
+                let _ = read_target(target, reader.hierarchy.as_mut(), true);
+            }
         }
         status
     })
+}
+
+/// Reads one target and dispatches its series; with `if_any`, only when
+/// the read saw sockets (a discovered namespace without TCP sockets is
+/// not reported). `Err` when collectd's own namespace could not be read.
+fn read_target(
+    target: &mut Target,
+    hierarchy: Option<&mut Hierarchy>,
+    if_any: bool,
+) -> Result<(), ()> {
+    let source = match &mut target.gatherer {
+        Gatherer::Host(gatherer) => match gatherer.read(&mut target.table) {
+            Ok(source) => source,
+            Err(err) => {
+                error!("reading sockets failed, nothing dispatched: {err}");
+                return Err(());
+            }
+        },
+        // Another namespace missing or failing is logged once by its
+        // gatherer and fails nothing else.
+        Gatherer::Namespace(gatherer) => {
+            if !gatherer.read(&mut target.table) {
+                return Ok(());
+            }
+            Source::Netlink
+        }
+    };
+    if if_any && target.table.seen() == 0 {
+        return Ok(());
+    }
+    if target.table.ignored() > 0 && !target.noted_ignored {
+        info!(
+            "ignoring {} sockets in states outside 1..11",
+            target.table.ignored()
+        );
+        target.noted_ignored = true;
+    }
+    dispatch(target.prefix.as_deref(), &target.table, source);
+    if let (Some(report), Some(counts)) = (&mut target.cgroups, target.table.cgroup_counts()) {
+        match (source, hierarchy) {
+            (Source::Netlink, Some(hierarchy)) => {
+                let series = report.read(counts, hierarchy);
+                dispatch_cgroups(target.prefix.as_deref(), &series.series);
+            }
+            (Source::Procfs, _) => report.on_procfs(),
+            (Source::Netlink, None) => {}
+        }
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn shutdown_callback() -> c_int {
@@ -314,6 +507,47 @@ fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, instance: Insta
         cursor.len()
     };
     set_name(field, &text[..text.len() - free]);
+}
+
+/// One value list per cgroup series and state: plugin instance
+/// `<name>-cgroup` (`web-<name>-cgroup` in namespace `web`).
+fn dispatch_cgroups(prefix: Option<&str>, series: &[(String, Counts)]) {
+    let mut vl = value_list();
+    for (name, counts) in series {
+        let mut text = [0u8; 128];
+        let free = {
+            let mut cursor = &mut text[..];
+            // Names are short enough to fit (config::MAX_CGROUP_NAME).
+            if let Some(prefix) = prefix {
+                let _ = write!(cursor, "{prefix}-");
+            }
+            let _ = write!(cursor, "{name}-cgroup");
+            cursor.len()
+        };
+        set_name(&mut vl.plugin_instance, &text[..text.len() - free]);
+        for state in TcpState::ALL {
+            let n = f64::from(counts[state.index()]);
+            submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
+        }
+    }
+}
+
+/// An empty value list of this plugin.
+fn value_list() -> value_list_t {
+    let mut vl = value_list_t {
+        values: std::ptr::null_mut(),
+        values_len: 1,
+        time: 0,
+        interval: 0,
+        host: [0; 128],
+        plugin: [0; 128],
+        plugin_instance: [0; 128],
+        type_: [0; 128],
+        type_instance: [0; 128],
+        meta: std::ptr::null_mut(),
+    };
+    set_name(&mut vl.plugin, b"tcpconns");
+    vl
 }
 
 /// Dispatches one gauge with the type and type instance given.
@@ -365,19 +599,7 @@ fn submit_health(vl: &mut value_list_t, health: &Health, source: Source) {
 /// `ConnectionHealth`, each series' health after its states; then, with
 /// `AcceptQueue`, the accept queues.
 fn dispatch(prefix: Option<&str>, table: &PortTable, source: Source) {
-    let mut vl = value_list_t {
-        values: std::ptr::null_mut(),
-        values_len: 1,
-        time: 0,
-        interval: 0,
-        host: [0; 128],
-        plugin: [0; 128],
-        plugin_instance: [0; 128],
-        type_: [0; 128],
-        type_instance: [0; 128],
-        meta: std::ptr::null_mut(),
-    };
-    set_name(&mut vl.plugin, b"tcpconns");
+    let mut vl = value_list();
     for (instance, counts, health) in table.series() {
         set_instance(&mut vl.plugin_instance, prefix, instance);
         for state in TcpState::ALL {

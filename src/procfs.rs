@@ -35,7 +35,9 @@ impl fmt::Display for LineError {
 /// the send queue, `rx_queue` the receive queue). The header line and blank
 /// lines give `Ok(None)`.
 pub fn parse_line(line: &[u8], fields: Fields) -> Result<Option<Socket>, LineError> {
-    let Fields { addresses, health } = fields;
+    let Fields {
+        addresses, health, ..
+    } = fields;
     let mut columns = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty());
@@ -294,10 +296,12 @@ mod tests {
     const PORTS: Fields = Fields {
         addresses: false,
         health: false,
+        cgroup: false,
     };
     const ADDRESSES: Fields = Fields {
         addresses: true,
         health: false,
+        cgroup: false,
     };
 
     const TCP: &str = include_str!("../tests/fixtures/proc_net_tcp.txt");
@@ -396,6 +400,7 @@ mod tests {
         let health = Fields {
             addresses: false,
             health: true,
+            cgroup: false,
         };
         let s = parse_line(line, health).unwrap().unwrap();
         assert_eq!((s.rqueue, s.wqueue), (500, Some(32)));

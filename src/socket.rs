@@ -12,6 +12,9 @@ pub struct Fields {
     /// Every socket's queues, and from netlink `tcp_info`
     /// (`ConnectionHealth`).
     pub health: bool,
+    /// The cgroup (v2) id of full sockets, from netlink (`Cgroup`,
+    /// `CgroupDepth`).
+    pub cgroup: bool,
 }
 
 /// One TCP socket as read from netlink or procfs.
@@ -36,6 +39,10 @@ pub struct Socket {
     /// From `tcp_info`, when [`Fields::health`] asks for it and the kernel
     /// sends it (full sockets only: not TIME_WAIT, not SYN_RECV).
     pub info: Option<TcpInfo>,
+    /// The id of the cgroup (v2) whose process made the socket, when
+    /// [`Fields::cgroup`] asks for it and the kernel sends it (full sockets
+    /// only: a TIME_WAIT or SYN_RECV entry has none).
+    pub cgroup: Option<u64>,
 }
 
 /// The two fields of the kernel's `struct tcp_info` the plugin reports.

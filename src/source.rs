@@ -284,6 +284,11 @@ pub struct NamespaceGatherer {
     label: String,
     /// The namespace the socket was opened in, by identity.
     seen: Option<Identity>,
+    /// A discovered namespace (`Namespace "all"`) is this one only: a path
+    /// that now leads elsewhere (its process ended, the pid was reused)
+    /// counts as missing.
+    expected: Option<Identity>,
+    fields: Fields,
     state: NamespaceState,
 }
 
@@ -295,7 +300,27 @@ impl NamespaceGatherer {
             path: ns.path.clone(),
             label: format!("namespace {} ({})", ns.name, ns.path.display()),
             seen: None,
+            expected: None,
+            fields,
             state: NamespaceState::Starting,
+        }
+    }
+
+    /// A namespace found by `Namespace "all"`: read through `ns.path` while
+    /// that leads to the namespace `expected`.
+    pub fn discovered(ns: &Namespace, expected: Identity, fields: Fields) -> NamespaceGatherer {
+        NamespaceGatherer {
+            expected: Some(expected),
+            ..NamespaceGatherer::new(ns, fields)
+        }
+    }
+
+    /// Another way into the same namespace (a discovered namespace's first
+    /// process ended but others keep it): the socket is opened again there.
+    pub fn set_path(&mut self, path: PathBuf) {
+        if path != self.path {
+            self.step.netlink = Netlink::new(Some(path.clone()), self.fields);
+            self.path = path;
         }
     }
 
@@ -303,7 +328,10 @@ impl NamespaceGatherer {
     /// to dispatch for the namespace in this read (missing, or failing:
     /// logged once when it starts).
     pub fn read(&mut self, table: &mut PortTable) -> bool {
-        let Ok(now) = identity(&self.path) else {
+        let now = identity(&self.path)
+            .ok()
+            .filter(|now| self.expected.is_none_or(|e| e == *now));
+        let Some(now) = now else {
             self.step.netlink.close();
             self.seen = None;
             if self.moved_to(NamespaceState::Missing) {

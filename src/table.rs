@@ -3,6 +3,7 @@
 //! a flat port index, so a triple costs two array lookups whatever the number
 //! of ports, and the result does not depend on the order of the triples.
 
+use crate::cgroup::CgroupCounts;
 use crate::config::Config;
 use crate::network::Network;
 use crate::socket::{Fields, Socket};
@@ -121,6 +122,10 @@ pub struct PortTable {
     health: bool,
     /// `LocalNetwork`s then `RemoteNetwork`s, with this read's counts.
     networks: Vec<(Instance, Network, Counts, Health)>,
+    /// `Cgroup`/`CgroupDepth`: this read's connections per cgroup id.
+    cgroups: Option<CgroupCounts>,
+    /// Sockets this read saw (listener pass and counted ones).
+    seen: u32,
     ignored: u32,
 }
 
@@ -148,6 +153,8 @@ impl PortTable {
                 )
                 .map(|(i, n)| (i, n, [0; STATE_COUNT], Health::default()))
                 .collect(),
+            cgroups: config.cgroups.any().then(CgroupCounts::default),
+            seen: 0,
             ignored: 0,
         };
         for &port in &config.local_ports {
@@ -185,6 +192,10 @@ impl PortTable {
             *counts = [0; STATE_COUNT];
             *health = Health::default();
         }
+        if let Some(cgroups) = &mut self.cgroups {
+            cgroups.clear();
+        }
+        self.seen = 0;
         self.ignored = 0;
     }
 
@@ -192,6 +203,7 @@ impl PortTable {
     /// connections are then counted and reported as `<port>-local`, and its
     /// accept queue is added to the port's.
     pub fn add_listener(&mut self, socket: &Socket) {
+        self.seen = self.seen.saturating_add(1);
         if socket.local == 0 {
             return;
         }
@@ -214,6 +226,7 @@ impl PortTable {
     /// counted in [`PortTable::ignored`]).
     #[inline]
     pub fn count(&mut self, local: u16, remote: u16, state: u8) {
+        self.seen = self.seen.saturating_add(1);
         let Some(state) = TcpState::from_kernel(state) else {
             self.ignored = self.ignored.saturating_add(1);
             return;
@@ -234,6 +247,7 @@ impl PortTable {
         Fields {
             addresses: !self.networks.is_empty(),
             health: self.health,
+            cgroup: self.cgroups.is_some(),
         }
     }
 
@@ -242,12 +256,15 @@ impl PortTable {
     #[inline]
     pub fn count_socket(&mut self, s: &Socket) {
         self.count(s.local, s.remote, s.state);
-        if self.networks.is_empty() && !self.health {
+        if self.networks.is_empty() && !self.health && self.cgroups.is_none() {
             return;
         }
         let Some(state) = TcpState::from_kernel(s.state) else {
             return;
         };
+        if let (Some(cgroups), Some(id)) = (&mut self.cgroups, s.cgroup) {
+            cgroups.add(id, state.index());
+        }
         let health = self.health && state != TcpState::Listen;
         for (instance, net, counts, net_health) in &mut self.networks {
             let addr = match instance {
@@ -279,7 +296,7 @@ impl PortTable {
     pub fn reported_ports(&self, local: &mut Vec<u16>, remote: &mut Vec<u16>) -> bool {
         local.clear();
         remote.clear();
-        if self.all_ports_summary || !self.networks.is_empty() {
+        if self.all_ports_summary || !self.networks.is_empty() || self.cgroups.is_some() {
             return false;
         }
         for e in &self.entries {
@@ -291,6 +308,16 @@ impl PortTable {
             }
         }
         true
+    }
+
+    /// This read's connections per cgroup id (`Cgroup`, `CgroupDepth`).
+    pub fn cgroup_counts(&self) -> Option<&CgroupCounts> {
+        self.cgroups.as_ref()
+    }
+
+    /// Sockets this read saw, whatever their port or state.
+    pub fn seen(&self) -> u32 {
+        self.seen
     }
 
     /// Sockets ignored in this read for a state outside 1..=11.

@@ -86,7 +86,10 @@ impl Conf {
 /// How to start collectd, beyond its config.
 #[derive(Debug, Default, Clone)]
 pub struct Launch<'a> {
-    /// The network namespace to run in (`ip netns exec`).
+    /// The network namespace to run in: a name is entered with `ip netns
+    /// exec` (which mounts a sysfs of the namespace's own over /sys), a path
+    /// (`/run/netns/NAME`, `/proc/PID/ns/net`) with `nsenter --net`, which
+    /// leaves mounts alone (the cgroup hierarchy under /sys stays visible).
     pub netns: Option<&'a str>,
     /// Extra environment, e.g. `LD_PRELOAD`.
     pub env: &'a [(&'a str, &'a str)],
@@ -132,8 +135,12 @@ impl Collectd {
             argv.push("sh".into());
             argv.extend(launch.tmpfs.iter().map(|s| s.to_string()));
         }
-        if let Some(ns) = launch.netns {
-            argv.extend(["ip", "netns", "exec", ns].map(String::from));
+        match launch.netns {
+            Some(path) if path.starts_with('/') => {
+                argv.extend(["nsenter".into(), format!("--net={path}")])
+            }
+            Some(ns) => argv.extend(["ip", "netns", "exec", ns].map(String::from)),
+            None => {}
         }
         if let Some(id) = launch.user {
             crate::checked(

@@ -3,7 +3,7 @@
 use crate::{checked, parse_ss, unique, wait_until, Sock};
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// A named network namespace (`ip netns add`), deleted on drop.
@@ -15,6 +15,11 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// `/run/netns/<name>`, or `/proc/<pid>/ns/net` of the holder.
+    path: String,
+    /// For a namespace without a name: the process that keeps it
+    /// (`unshare -n sleep`), killed on drop.
+    holder: Option<Child>,
 }
 
 impl Netns {
@@ -27,20 +32,74 @@ impl Netns {
     pub fn with_name(name: String) -> Netns {
         checked(Command::new("ip").args(["netns", "add", &name]));
         // From here on, Drop cleans up even if the setup below panics.
-        let ns = Netns { name };
-        checked(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        let ns = Netns {
+            path: format!("/run/netns/{name}"),
+            name,
+            holder: None,
+        };
+        ns.configure();
+        ns
+    }
+
+    /// A namespace with no `/run/netns` name, kept by a process of its own
+    /// (`unshare -n sleep`), as a container runtime makes them; configured
+    /// as [`Netns::new`] does. `label` names it in messages.
+    pub fn unnamed(label: &str) -> Netns {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "100000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start unshare -n sleep: {e}"));
+        let path = format!("/proc/{}/ns/net", child.id());
+        let ns = Netns {
+            name: label.to_string(),
+            path,
+            holder: Some(child),
+        };
+        let ours = fs::read_link("/proc/self/ns/net").ok();
+        wait_until(
+            "unshare -n to make its namespace",
+            Duration::from_secs(10),
+            || {
+                fs::read_link(&ns.path)
+                    .ok()
+                    .is_some_and(|l| Some(l) != ours)
+            },
+            || format!("{} still leads to ours", ns.path),
+        );
+        ns.configure();
+        ns
+    }
+
+    fn configure(&self) {
+        checked(
+            Command::new("nsenter")
+                .arg(format!("--net={}", self.path))
+                .args(["ip", "link", "set", "lo", "up"]),
+        );
         for setting in [
             "net.ipv4.ip_local_port_range=40000 49999",
             "net.ipv4.tcp_tw_reuse=0",
         ] {
             checked(
-                Command::new("ip").args(["netns", "exec", &ns.name, "sysctl", "-q", "-w", setting]),
+                Command::new("nsenter")
+                    .arg(format!("--net={}", self.path))
+                    .args(["sysctl", "-q", "-w", setting]),
             );
         }
-        ns
     }
 
-    /// The namespace name as `ip netns` knows it.
+    /// The path that enters it: `/run/netns/<name>` or `/proc/<pid>/ns/net`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The process keeping a namespace made by [`Netns::unnamed`].
+    pub fn holder_pid(&self) -> Option<u32> {
+        self.holder.as_ref().map(Child::id)
+    }
+
+    /// The namespace name as `ip netns` knows it (a label for unnamed ones).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -50,17 +109,19 @@ impl Netns {
     /// Sockets created by `f` belong to the namespace and stay there after
     /// the thread ends. A panic inside `f` is propagated.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        enter_netns(&self.name, f)
+        enter_netns(&self.path, f)
     }
 
-    /// Runs `ip netns exec NAME cmd args...` and returns its output
-    /// (panics only if `ip` cannot be started).
+    /// Runs `cmd args...` inside (`nsenter --net`, which leaves the mounts
+    /// as they are: `ss --cgroup` sees the cgroup hierarchy) and returns its
+    /// output (panics only if it cannot be started).
     pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, cmd])
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.path))
+            .arg(cmd)
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run ip netns exec {} {cmd}: {e}", self.name))
+            .unwrap_or_else(|e| panic!("cannot run {cmd} in namespace {}: {e}", self.name))
     }
 
     /// All TCP sockets here per `ss -Htan`, plus the raw output.
@@ -90,6 +151,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if let Some(holder) = &mut self.holder {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return;
+        }
         match Command::new("ip")
             .args(["netns", "del", &self.name])
             .output()
@@ -105,9 +171,13 @@ impl Drop for Netns {
     }
 }
 
-/// Runs `f` on a new thread that first joins the namespace `/run/netns/<name>`.
+/// Runs `f` on a new thread that first joins the namespace `/run/netns/<name>`
+/// (or at `name` itself when it is a path).
 pub fn enter_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{name}");
+    let path = match name.starts_with('/') {
+        true => name.to_string(),
+        false => format!("/run/netns/{name}"),
+    };
     std::thread::scope(|s| {
         let handle = s.spawn(move || {
             let file = fs::File::open(&path)

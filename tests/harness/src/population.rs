@@ -51,7 +51,7 @@ pub struct Listener {
 /// result is deterministic.
 #[derive(Debug)]
 pub struct Population {
-    /// Namespace the sockets live in.
+    /// Path of the namespace the sockets live in (see [`Netns::path`]).
     pub netns: String,
     /// Listening sockets.
     pub listeners: Vec<Listener>,
@@ -67,7 +67,7 @@ impl Population {
     /// An empty population in `ns`.
     pub fn new(ns: &Netns) -> Population {
         Population {
-            netns: ns.name().to_string(),
+            netns: ns.path().to_string(),
             listeners: Vec::new(),
             streams: Vec::new(),
             expected: Vec::new(),

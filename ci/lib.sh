@@ -91,3 +91,14 @@ csv_settled() {
     last=$now
   done
 }
+
+# csv_last DIR HOST: "series value" for every tcpconns csv file collectd
+# wrote for HOST under DIR/csv, the series as `tcpconns-<instance>/<type>`
+# and the value of its last row.
+csv_last() {
+  local f series
+  for f in "$1"/csv/"$2"/tcpconns-*/*; do
+    series=${f#"$1"/csv/"$2"/}; series=${series%-????-??-??}
+    printf '%s %s\n' "$series" "$(tail -n 1 "$f" | cut -d, -f2)"
+  done
+}

@@ -121,12 +121,7 @@ kill "$pid"; wait "$pid" || true
 echo
 echo "$block" | sed 's/^/    /'
 echo "  -> the values that are not 0 (series of this sample's cgroups and namespace):"
-for f in "$work"/csv/sample/tcpconns-*/*; do
-  series=${f#"$work"/csv/sample/}; series=${series%-????-??-??}
-  v=$(tail -n 1 "$f" | cut -d, -f2)
-  case $v in 0 | 0.000000 | 0.000000e+00) continue ;; esac
-  printf '%s %s\n' "$series" "$v"
-done | grep -E 'cgroup|scope' | sort -V | column -t | sed 's/^/  /'
+csv_last "$work" sample | grep -Ev ' (0|0\.000000)$' | grep -E 'cgroup|scope' | sort -V | column -t | sed 's/^/  /'
 echo "  log lines of tcpconns:"
 grep 'tcpconns plugin' "$work/collectd.log" | sed 's/^\[[^]]*\] //; s/^/  /'
 echo "  csv files of the depth series for user@1000.service:"

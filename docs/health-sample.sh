@@ -88,8 +88,5 @@ kill "$pid"; wait "$pid" || true
 echo
 echo "$block" | sed 's/^/    /'
 echo "  -> every value that is not a tcp_connections one:"
-for f in "$work"/csv/sample/tcpconns-*/*; do
-  series=${f#"$work"/csv/sample/}; series=${series%-????-??-??}
-  case $series in */tcp_connections-*) continue ;; esac
-  printf '%s %s\n' "$series" "$(tail -n 1 "$f" | cut -d, -f2)"
-done | sort -V | column -t | sed 's/^/  /'
+csv_last "$work" sample | grep -v '/tcp_connections-' \
+  | sort -V | column -t | sed 's/^/  /'

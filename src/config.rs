@@ -407,6 +407,24 @@ fn parse_networks(key: &str, value: &str) -> Result<Vec<Network>, ConfigError> {
     Ok(nets)
 }
 
+/// `"/path" ["name"]`: the path, which starts with `/` (else the error
+/// `relative`), and the name if one is given.
+fn path_and_name<'a>(
+    value: &'a str,
+    relative: &'static str,
+) -> Result<(&'a str, Option<&'a str>), &'static str> {
+    let mut words = value.split_ascii_whitespace();
+    let path = words.next().ok_or("no path given")?;
+    let given = words.next();
+    if words.next().is_some() {
+        return Err("more than a path and a name");
+    }
+    if !path.starts_with('/') {
+        return Err(relative);
+    }
+    Ok((path, given))
+}
+
 /// `"/run/netns/web"` (named `web`), `"/proc/1234/ns/net"` (named
 /// `pid1234`), or any absolute path followed by a name.
 fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
@@ -414,15 +432,7 @@ fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
         value: value.to_owned(),
         why,
     };
-    let mut words = value.split_ascii_whitespace();
-    let path = words.next().ok_or_else(|| bad("no path given"))?;
-    let given = words.next();
-    if words.next().is_some() {
-        return Err(bad("more than a path and a name"));
-    }
-    if !path.starts_with('/') {
-        return Err(bad("the path is not absolute"));
-    }
+    let (path, given) = path_and_name(value, "the path is not absolute").map_err(bad)?;
     let pid = path
         .strip_prefix("/proc/")
         .and_then(|p| p.strip_suffix("/ns/net"))
@@ -473,15 +483,7 @@ fn parse_cgroup(value: &str) -> Result<NamedCgroup, ConfigError> {
         value: value.to_owned(),
         why,
     };
-    let mut words = value.split_ascii_whitespace();
-    let path = words.next().ok_or_else(|| bad("no path given"))?;
-    let given = words.next();
-    if words.next().is_some() {
-        return Err(bad("more than a path and a name"));
-    }
-    if !path.starts_with('/') {
-        return Err(bad("the path does not start with /"));
-    }
+    let (path, given) = path_and_name(value, "the path does not start with /").map_err(bad)?;
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.iter().any(|p| *p == "." || *p == "..") {
         return Err(bad("the path has a . or .. component"));

@@ -446,7 +446,7 @@ fn read_target(
             Source::Netlink
         }
     };
-    if if_any && target.table.seen() == 0 {
+    if if_any && !target.table.saw_sockets() {
         return Ok(());
     }
     if target.table.ignored() > 0 && !target.noted_ignored {

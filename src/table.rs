@@ -124,7 +124,8 @@ pub struct PortTable {
     networks: Vec<(Instance, Network, Counts, Health)>,
     /// `Cgroup`/`CgroupDepth`: this read's connections per cgroup id.
     cgroups: Option<CgroupCounts>,
-    /// Sockets this read saw (listener pass and counted ones).
+    /// Sockets handed to this read (a listener in both passes counts
+    /// twice); only whether it is 0 matters.
     seen: u32,
     ignored: u32,
 }
@@ -315,9 +316,10 @@ impl PortTable {
         self.cgroups.as_ref()
     }
 
-    /// Sockets this read saw, whatever their port or state.
-    pub fn seen(&self) -> u32 {
-        self.seen
+    /// Whether this read saw any socket, whatever its port or state (a
+    /// discovered namespace without one is not reported).
+    pub fn saw_sockets(&self) -> bool {
+        self.seen > 0
     }
 
     /// Sockets ignored in this read for a state outside 1..=11.

@@ -18,20 +18,6 @@ use std::time::Duration;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-const STATES: [&str; 11] = [
-    "ESTABLISHED",
-    "SYN_SENT",
-    "SYN_RECV",
-    "FIN_WAIT1",
-    "FIN_WAIT2",
-    "TIME_WAIT",
-    "CLOSED",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "LISTEN",
-    "CLOSING",
-];
-
 /// The cgroup v2 mount, or a skip line and `None`.
 fn cgroup2() -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -142,27 +128,9 @@ fn ss_cgroups(ns: &Netns) -> Vec<(u16, u16, String, String)> {
         .collect()
 }
 
-/// ss's state names as collectd's type instances.
-fn state_name(ss: &str) -> &str {
-    match ss {
-        "ESTAB" => "ESTABLISHED",
-        "SYN-SENT" => "SYN_SENT",
-        "SYN-RECV" => "SYN_RECV",
-        "FIN-WAIT-1" => "FIN_WAIT1",
-        "FIN-WAIT-2" => "FIN_WAIT2",
-        "TIME-WAIT" => "TIME_WAIT",
-        "UNCONN" => "CLOSED",
-        "CLOSE-WAIT" => "CLOSE_WAIT",
-        "LAST-ACK" => "LAST_ACK",
-        "LISTEN" => "LISTEN",
-        "CLOSING" => "CLOSING",
-        other => panic!("ss state {other}"),
-    }
-}
-
 /// 11 values of a series from `(state, n)` pairs, the others 0.
 fn series(instance: &str, pairs: &[(&str, f64)]) -> BTreeMap<(String, String), f64> {
-    STATES
+    STATE_NAMES[1..]
         .iter()
         .map(|s| {
             let n = pairs.iter().find(|(p, _)| p == s).map_or(0.0, |(_, n)| *n);
@@ -190,7 +158,8 @@ fn ss_series(
         out.extend(series(instance, &[]));
         for (_, _, state, cgroup) in ss {
             if cgroup == path || cgroup.starts_with(&format!("{path}/")) {
-                *out.entry((instance.to_string(), state_name(state).to_string()))
+                let state = ss_state(state).map_or("?", state_name);
+                *out.entry((instance.to_string(), state.to_string()))
                     .or_insert(0.0) += 1.0;
             }
         }

@@ -10,7 +10,7 @@ fuzz=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$fuzz")
 fixtures=$root/tests/fixtures
 corpus=$fuzz/corpus
-mkdir -p "$corpus"/{procfs_line,procfs_table,netlink_datagram,config,filter}
+mkdir -p "$corpus"/{procfs_line,procfs_table,netlink_datagram,config,filter,cgroup_paths}
 
 # procfs_line: every line of both tables (header included), one per file.
 for table in tcp tcp6; do
@@ -69,6 +69,12 @@ LocalNetwork "127.0.0.0/8" "::1"
 RemoteNetwork "10.0.0.0/8 fd00::/8"
 Namespace "/run/netns/web"
 Namespace "/proc/1234/ns/net" "pid"
+Namespace "all"
+NamespaceLimit 8
+Cgroup "/system.slice/nginx.service"
+Cgroup "/user.slice/user@1000.service" "u"
+CgroupDepth 2
+CgroupLimit 100
 localport 65535
 LocalPort 0
 LocalPorts 22
@@ -79,6 +85,14 @@ printf 'LocalPort 22\nRemotePort 80 443\nAllPortsSummary true\nAcceptQueue true\
 # filter: the input is `arbitrary` data; a few byte strings to start from.
 printf '\x01\x00\x16\x00\x00' >"$corpus/filter/one-local"
 head -c 300 /dev/zero | tr '\0' '\x07' >"$corpus/filter/many"
+
+# cgroup_paths: this machine's kind of mountinfo and /proc/PID/cgroup, and
+# cgroup paths as the hierarchy walk makes them.
+cat /proc/self/mountinfo >"$corpus/cgroup_paths/mountinfo" 2>/dev/null || true
+printf '31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n' \
+    >"$corpus/cgroup_paths/hybrid"
+printf '9:name=systemd:/\n0::/system.slice/docker-ab12.scope\n' >"$corpus/cgroup_paths/proc-cgroup"
+printf '/\n/system.slice\n/system.slice/nginx.service\n/a/b/c/d\n' >"$corpus/cgroup_paths/paths"
 
 for t in "$corpus"/*/; do
     echo "$(basename "$t"): $(ls "$t" | wc -l) seeds"

@@ -13,8 +13,8 @@
 //! option refused leaves the configuration as it was, an unknown key is
 //! refused as such, an accepted one only adds; the finished configuration
 //! has sorted unique ports in 1..=65535, sorted unique networks, namespaces
-//! with valid unique names, and reports listening ports when nothing else is
-//! selected.
+//! and cgroups with valid unique names, counts in their ranges, and reports
+//! listening ports when nothing else is selected.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -100,11 +100,26 @@ fn check_config(c: &Config) {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
         assert!(c.namespaces[..i].iter().all(|o| o.name != ns.name));
     }
+    for (i, cg) in c.cgroups.named.iter().enumerate() {
+        assert!(cg.path.starts_with('/') && !cg.path.contains("//"), "{cg:?}");
+        assert!(cg.path == "/" || !cg.path.ends_with('/'), "{cg:?}");
+        assert!(cg.path.split('/').all(|p| p != "." && p != ".."), "{cg:?}");
+        assert!((1..=56).contains(&cg.name.len()), "{cg:?}");
+        assert!(cg
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        assert!(c.cgroups.named[..i].iter().all(|o| o.name != cg.name));
+    }
+    assert!(c.cgroups.depth.is_none_or(|d| (1..=64).contains(&d)));
+    assert!((1..=10_000).contains(&c.cgroups.limit));
+    assert!((1..=4096).contains(&c.namespace_limit));
     let nothing_else = !c.all_ports_summary
         && c.local_ports.is_empty()
         && c.remote_ports.is_empty()
         && c.local_networks.is_empty()
-        && c.remote_networks.is_empty();
+        && c.remote_networks.is_empty()
+        && !c.cgroups.any();
     assert!(c.listening_ports || !nothing_else, "{c:?} reports nothing");
 }
 
@@ -133,6 +148,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(kept(&before.local_networks, &after.local_networks));
                 assert!(kept(&before.remote_networks, &after.remote_networks));
                 assert!(kept(&before.namespaces, &after.namespaces));
+                assert!(kept(&before.cgroups.named, &after.cgroups.named));
             }
             Err(err) => {
                 assert_eq!(

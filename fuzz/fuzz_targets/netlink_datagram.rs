@@ -71,11 +71,13 @@ fuzz_target!(|datagram: &[u8]| {
         0
     };
     let want = expected(datagram, seq);
-    // Addresses and tcp_info read or not: the same sockets either way (or a
-    // malformed attribute stops the parse), and zero or none when not.
+    // Addresses, tcp_info and cgroup ids read or not: the same sockets
+    // either way (or a malformed attribute stops the parse), and zero or
+    // none when not.
     let fields = Fields {
         addresses: seq & 1 == 1,
         health: seq & 2 == 2,
+        cgroup: seq & 4 == 4,
     };
     let mut got = Vec::new();
     let result = parse_datagram(datagram, seq, fields, &mut |s: &Socket| {
@@ -85,6 +87,9 @@ fuzz_target!(|datagram: &[u8]| {
         }
         if !fields.health {
             assert_eq!(s.info, None, "tcp_info not asked for");
+        }
+        if !fields.cgroup {
+            assert_eq!(s.cgroup, None, "cgroup id not asked for");
         }
         got.push((s.local, s.remote, s.state))
     });

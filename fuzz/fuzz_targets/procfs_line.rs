@@ -16,14 +16,17 @@ use tcpconns::socket::Fields;
 const PORTS: Fields = Fields {
     addresses: false,
     health: false,
+    cgroup: false,
 };
 const ADDRESSES: Fields = Fields {
     addresses: true,
     health: false,
+    cgroup: false,
 };
 const HEALTH: Fields = Fields {
     addresses: false,
     health: true,
+    cgroup: false,
 };
 
 /// LISTEN, the only state whose line carries a queue that is read.

@@ -80,6 +80,8 @@ fuzz_target!(|data: &[u8]| {
     let fields = Fields {
         addresses: flags & 2 != 0,
         health: flags & 8 != 0,
+        // /proc has no cgroup ids: never asked of it.
+        cgroup: false,
     };
     let with_tcp6 = flags & 4 == 0;
     let (tcp, tcp6) = match rest.iter().position(|&b| b == 0) {

@@ -86,9 +86,68 @@ pub fn scan(proc: &Path, run_netns: &Path, skip: &[Identity], taken: &[String]) 
     found
 }
 
+/// How the namespaces followed change after a scan.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes<'a> {
+    /// Followed but not found any more: forget them.
+    pub gone: Vec<Identity>,
+    /// Followed and still there (their path may be new).
+    pub kept: Vec<&'a Found>,
+    /// Found, not followed yet, within the limit: follow them.
+    pub new: Vec<&'a Found>,
+    /// Found but past the limit.
+    pub left_out: usize,
+}
+
+/// Compares a scan (`now`) with the namespaces `followed`: those followed
+/// stay while they are there, new ones are added in scan order while fewer
+/// than `limit` are followed.
+pub fn changes<'a>(now: &'a [Found], followed: &[Identity], limit: usize) -> Changes<'a> {
+    let mut out = Changes {
+        gone: followed
+            .iter()
+            .filter(|id| !now.iter().any(|f| f.identity == **id))
+            .copied()
+            .collect(),
+        ..Changes::default()
+    };
+    let mut count = followed.len() - out.gone.len();
+    for f in now {
+        if followed.contains(&f.identity) {
+            out.kept.push(f);
+        } else if count < limit {
+            out.new.push(f);
+            count += 1;
+        } else {
+            out.left_out += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_followed_stay_new_ones_come_within_the_limit() {
+        let found = |ino: u64| Found {
+            identity: (1, ino),
+            path: PathBuf::from(format!("/proc/{ino}/ns/net")),
+            name: format!("pid{ino}"),
+        };
+        let now = [found(1), found(2), found(3), found(4)];
+        // 5 is gone; 2 stays; 1, 3 fill the limit of 3; 4 is left out.
+        let c = changes(&now, &[(1, 5), (1, 2)], 3);
+        assert_eq!(c.gone, [(1, 5)]);
+        assert_eq!(c.kept, [&now[1]]);
+        assert_eq!(c.new, [&now[0], &now[2]]);
+        assert_eq!(c.left_out, 1);
+        // Already over the limit (it was lowered): none are dropped, none added.
+        let c = changes(&now, &[(1, 1), (1, 2), (1, 3)], 2);
+        assert_eq!((c.kept.len(), c.new.len(), c.left_out), (3, 0, 1));
+        assert_eq!(changes(&[], &[], 0), Changes::default());
+    }
 
     #[test]
     fn the_cgroup_leaf_of_a_process() {

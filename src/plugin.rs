@@ -116,42 +116,36 @@ impl Discovery {
                 .iter()
                 .filter_map(|n| identity(&n.path).ok()),
         );
+        // Names in use stay theirs: a new namespace gets another.
         let taken: Vec<String> = self
             .config
             .namespaces
             .iter()
             .map(|n| n.name.clone())
+            .chain(self.found.iter().filter_map(|(_, t)| t.prefix.clone()))
             .collect();
         let now = discover::scan(Path::new("/proc"), Path::new("/run/netns"), &skip, &taken);
+        let followed: Vec<Identity> = self.found.iter().map(|(id, _)| *id).collect();
+        let limit = usize::try_from(self.config.namespace_limit).unwrap_or(usize::MAX);
+        let changes = discover::changes(&now, &followed, limit);
         self.found.retain(|(id, target)| {
-            let there = now.iter().any(|f| f.identity == *id);
-            if !there {
+            let gone = changes.gone.contains(id);
+            if gone {
                 info!(
                     "namespace {}: gone; no longer read",
                     target.prefix.as_deref().unwrap_or_default()
                 );
             }
-            there
+            !gone
         });
-        let limit = usize::try_from(self.config.namespace_limit).unwrap_or(usize::MAX);
-        let mut left_out = 0;
-        for f in &now {
+        for f in changes.kept {
             if let Some((_, target)) = self.found.iter_mut().find(|(id, _)| *id == f.identity) {
                 if let Gatherer::Namespace(g) = &mut target.gatherer {
                     g.set_path(f.path.clone());
                 }
-                continue;
             }
-            // A name a followed namespace has (a pid reused) is not taken twice.
-            let taken = |name: &str| {
-                self.found
-                    .iter()
-                    .any(|(_, t)| t.prefix.as_deref() == Some(name))
-            };
-            if self.found.len() >= limit || taken(&f.name) {
-                left_out += 1;
-                continue;
-            }
+        }
+        for f in changes.new {
             info!(
                 "Namespace all: found namespace {} ({}); reading it",
                 f.name,
@@ -166,6 +160,7 @@ impl Discovery {
             });
             self.found.push((f.identity, target));
         }
+        let left_out = changes.left_out;
         let over = left_out > 0;
         if over != std::mem::replace(&mut self.over_limit, over) {
             match over {

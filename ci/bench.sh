@@ -10,10 +10,16 @@
 # half IPv4, half IPv6, on listeners 80, 443, 5432, 6379) and measures three
 # cases on it: "base"; "1k-listen" (plus 1,000 idle listening ports
 # 20000-20999); "timewait" (plus BENCH_TIMEWAIT TIME_WAIT sockets, default
-# 4000). Each case runs four tcpconns configs: "default" (empty block:
+# 4000). The connections are spread over 10 cgroups v2 made for the run
+# (<cgroup2 mount>/tcpconns-bench-PID/c0..c9, a tenth in each, both ends;
+# the 1k-listen and timewait processes sit in tcpconns-bench-PID itself).
+# Each case runs five tcpconns configs: "default" (empty block:
 # ListeningPorts), "summary" (AllPortsSummary true), "ports" (LocalPort 5432,
 # RemotePort 6379), "health" ("ports" with ConnectionHealth true, for ours;
-# the C plugin, which has no such key, runs "ports"). Each measurement is a whole `collectd -T` (init, one read
+# the C plugin, which has no such key, runs "ports"), "cgroups" ("summary"
+# with CgroupDepth 2 and CgroupLimit 10, for ours: one series per c<i>; the
+# C plugin runs "summary"). Without a cgroup v2 hierarchy there are no
+# cgroups and no "cgroups" config. Each measurement is a whole `collectd -T` (init, one read
 # of every plugin, exit) with the C plugin, with ours, and without tcpconns
 # (baseline, subtracted); the three are interleaved and repeated
 # BENCH_REPS times, medians reported. Each is run twice: once for CPU,
@@ -27,11 +33,12 @@
 # 100k connections: CPU per read ours/C <= 0.50 for `ports`, <= 0.95 for
 # `default` (<= 0.25 with 1,000 listening ports), <= 1.0 for `summary`;
 # ours with ConnectionHealth <= 1.3 x ours without (`health` / `ports`);
+# ours with per-cgroup series <= 1.2 x ours without (`cgroups` / `summary`);
 # memory: collectd's peak RSS with ours minus with the C plugin <= 512 KiB,
 # the same at every N (nothing of ours grows with the socket count).
 #
 # Tables go to stdout, progress to stderr. Ctrl-C cleans up (namespace,
-# processes, temp dir).
+# processes, cgroups, temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +49,12 @@ for v in $sizes $reps $tw_count; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a positive number: $v" >&2; exit 2; }
 done
 configs=(default summary ports health)
+# The cgroup v2 hierarchy (the mount of its root), where the population's
+# cgroups are made; none: no cgroups, no `cgroups` config.
+cg_mount=$(awk '{ split($0, p, " - "); split(p[2], t, " ") }
+  t[1] == "cgroup2" && $4 == "/" { print $5; exit }' /proc/self/mountinfo)
+cg_count=10
+cg_parent=""
 listen_first=20000
 listen_count=1000
 tw_port=8080
@@ -59,6 +72,7 @@ elapsed() { awk -v now="$(date +%s.%N)" -v t0="$1" 'BEGIN { printf "%.3f", now -
 # --- cleanup, also on Ctrl-C ------------------------------------------------
 ns=""
 work=""
+cg_made=""
 pop_pid=""
 listen_pid=""
 check_pid=""
@@ -74,12 +88,39 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   if [ -n "$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
+  # The cgroups once their processes are gone: the population's workers
+  # die with it (SIGKILL on the parent's death), a little after it.
+  if [ -n "$cg_made" ]; then remove_cgroups; fi
   if [ -n "$work" ]; then rm -rf "$work"; fi
   exit "$rc"
+}
+remove_cgroups() {
+  local i t0=$SECONDS dir
+  for i in $(seq 0 $((cg_count - 1))) ""; do
+    dir=$cg_parent${i:+/c$i}
+    [ -d "$dir" ] || continue
+    until rmdir "$dir" 2>/dev/null; do
+      if (( SECONDS - t0 > 10 )); then
+        echo "bench: cannot remove cgroup $dir: $(tr '\n' ' ' < "$dir/cgroup.procs")" >&2
+        return 0
+      fi
+      sleep 0.1
+    done
+  done
+  cg_made=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# --- cgroups ------------------------------------------------------------------
+if [ -n "$cg_mount" ]; then
+  cg_parent=$cg_mount/tcpconns-bench-$$
+  cg_made=1
+  mkdir "$cg_parent"
+  for i in $(seq 0 $((cg_count - 1))); do mkdir "$cg_parent/c$i"; done
+  configs+=(cgroups)
+fi
 
 # --- build ------------------------------------------------------------------
 ci/setup.sh
@@ -120,6 +161,11 @@ echo "C plugin:  /usr/lib/collectd/tcpconns.so ($(dpkg-query -W -f '${Package} $
 # frequency): say how busy this one was.
 echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at start"
 echo "sizes:     $sizes; reps: $reps; TIME_WAIT sockets: $tw_count; RLIMIT_NOFILE hard: $(ulimit -Hn)"
+if [ -n "$cg_parent" ]; then
+  echo "cgroups:   $cg_parent/c0..c$((cg_count - 1)), a tenth of the connections in each"
+else
+  echo "cgroups:   none (no cgroup v2 hierarchy mounted): no cgroups config"
+fi
 echo
 
 # --- collectd configs ---------------------------------------------------------
@@ -166,6 +212,12 @@ EOF
         printf '  LocalPort 5432\n  RemotePort 6379\n'
         if [ "$variant" = ours ]; then echo '  ConnectionHealth true'; fi
         ;;
+      # `summary` with one series per cgroup 2 levels down (c0..c9); the C
+      # plugin has no such keys: its variant runs the plain `summary` block.
+      cgroups)
+        echo '  AllPortsSummary true'
+        if [ "$variant" = ours ]; then printf '  CgroupDepth 2\n  CgroupLimit %d\n' "$cg_count"; fi
+        ;;
     esac
     echo '</Plugin>'
   } > "$file"
@@ -182,8 +234,12 @@ done
 # --- namespace and populations ------------------------------------------------
 # Foreground commands only: a function run with & is a subshell, and $! would
 # be that subshell, not the process to kill later. Background processes are
-# started with `ip netns exec` directly (it execs: $! is the process itself).
+# started with `nsenter` directly (it execs: $! is the process itself).
 nsx() { ip netns exec "$ns" "$@"; }
+# What must see the cgroup hierarchy (the population, which joins its
+# cgroups, and every collectd) enters only the network namespace:
+# `ip netns exec` also mounts a fresh sysfs, which hides /sys/fs/cgroup.
+nsn() { nsenter --net="/run/netns/$ns" "$@"; }
 
 make_namespace() {
   ns=tcpconns-bench-$$-$1
@@ -264,7 +320,7 @@ ensure_timewait() {
   t=$(date +%s.%N)
   tw_born=$(date +%s)  # before the first socket enters TIME_WAIT
   rm -f "$work/tw.json"
-  nsx python3 ci/bench/population.py timewait "$tw_port" "$tw_count" "$work/tw.json"
+  nsn python3 ci/bench/population.py timewait "$tw_port" "$tw_count" "$work/tw.json" ${cg_parent:+--cgroup "$cg_parent"}
   wait_settled $((base_sockets + tw_count))
   timing "$n" "timewait: make $tw_count TIME_WAIT + settle" "$(elapsed "$t")"
 }
@@ -274,14 +330,16 @@ ensure_timewait() {
 # collectd -f (Interval 3600: the read happens at start) with the csv writer;
 # check.py polls the files until stable and compares every value.
 check_values() {
-  local case=$1 config=$2 variant=$3 stem result ok=1 t0 t1 checked stopped
+  local case=$1 config=$2 variant=$3 stem result ok=1 t0 t1 checked stopped want=$2
   shift 3
+  # The C plugin's `cgroups` block is the `summary` one (see conf_file).
+  if [ "$config" = cgroups ] && [ "$variant" = c ]; then want=summary; fi
   t0=$(date +%s.%N)
   stem=$work/check/$config-$variant
   rm -rf "$stem/csv" "$stem.log"
-  ip netns exec "$ns" "$collectd" -f -C "$stem.conf" > "$stem.out" 2>&1 &
+  nsenter --net="/run/netns/$ns" "$collectd" -f -C "$stem.conf" > "$stem.out" 2>&1 &
   check_pid=$!
-  result=$(python3 ci/bench/check.py "$stem/csv" "$config" "$work/pop.json" "$@") || ok=0
+  result=$(python3 ci/bench/check.py "$stem/csv" "$want" "$work/pop.json" "$@") || ok=0
   checked=$(elapsed "$t0")
   # What a long-running collectd holds after its first read (the measured
   # rounds below are one-shot processes): its RSS counted page by page
@@ -318,12 +376,12 @@ run_case() {
       check_values "$case" "$config" "$variant" "$@"
     done
   done
-  timing "$n" "$case: value checks (6 collectd -f runs)" "$(elapsed "$t")"
+  timing "$n" "$case: value checks ($((2 * ${#configs[@]})) collectd -f runs)" "$(elapsed "$t")"
   t=$(date +%s.%N)
   for rep in $(seq 1 "$reps"); do
     if [ "$case" = timewait ]; then ensure_timewait $((round_secs + 2)); fi
     r0=$(date +%s.%N)
-    nsx python3 ci/bench/measure.py "$work/runstat" "$work/bare_dump" "$work/conf" "$rep" "$case" "$n" "${configs[@]}" >> "$raw"
+    nsn python3 ci/bench/measure.py "$work/runstat" "$work/bare_dump" "$work/conf" "$rep" "$case" "$n" "${configs[@]}" >> "$raw"
     round_secs=$(awk -v s="$(elapsed "$r0")" 'BEGIN { printf "%d", s + 1 }')
     if [ "$case" = timewait ]; then
       tw=$(timewait_now)
@@ -344,7 +402,13 @@ for n in $sizes; do
   make_namespace "$n"
   t=$(date +%s.%N)
   rm -f "$work/pop.json"
-  ip netns exec "$ns" python3 ci/bench/population.py base "$n" "$work/pop.json" &
+  # A tenth of the connections in each cgroup (both ends; the listeners
+  # end up in the last).
+  cg_dirs=()
+  if [ -n "$cg_parent" ]; then
+    for i in $(seq 0 $((cg_count - 1))); do cg_dirs+=("$cg_parent/c$i"); done
+  fi
+  nsenter --net="/run/netns/$ns" python3 ci/bench/population.py base "$n" "$work/pop.json" "${cg_dirs[@]}" &
   pop_pid=$!
   wait_ready "$work/pop.json" "$pop_pid" 1200
   timing "$n" "base population: build" "$(elapsed "$t")"
@@ -358,7 +422,8 @@ for n in $sizes; do
 
   t=$(date +%s.%N)
   rm -f "$work/listen.json"
-  ip netns exec "$ns" python3 ci/bench/population.py listen "$listen_first" "$listen_count" "$work/listen.json" &
+  nsenter --net="/run/netns/$ns" python3 ci/bench/population.py listen "$listen_first" "$listen_count" "$work/listen.json" \
+    ${cg_parent:+--cgroup "$cg_parent"} &
   listen_pid=$!
   wait_ready "$work/listen.json" "$listen_pid" 120
   wait_settled $((base_sockets + listen_count))

@@ -37,12 +37,23 @@ def expected(config, pop, listen, timewait):
             first, count = listen
             for port in range(first, first + count):
                 exp["%d-local" % port] = {"LISTEN": 1}
-    elif config == "summary":
+    elif config in ("summary", "cgroups"):
         # AllPortsSummary alone: only "all", every socket of the namespace.
         listeners = pop["listeners"] + (listen[1] if listen else 0)
         exp["all"] = {"ESTABLISHED": 2 * pop["connections"], "LISTEN": listeners}
         if timewait:
             exp["all"]["TIME_WAIT"] = timewait
+        if config == "cgroups":
+            # CgroupDepth 2: one series per cgroup of the population
+            # (<parent>/c<i>), what was made in it: both ends of its
+            # connections, and the listeners left there. The 1k-listen
+            # listeners are in <parent> (depth 1: in no series); TIME_WAIT
+            # entries carry no cgroup.
+            if not pop.get("cgroups"):
+                sys.exit("config cgroups, but the population is in no cgroups")
+            for name, cg in pop["cgroups"].items():
+                exp["%s-cgroup" % name] = {"ESTABLISHED": 2 * cg["connections"],
+                                           "LISTEN": cg["listeners"]}
     elif config in ("ports", "health"):
         # LocalPort 5432: the server sides (and the 2 listeners);
         # RemotePort 6379: the client sides.
@@ -123,6 +134,12 @@ def main(argv):
         sys.exit(1)
     shown = "; ".join("%s %s" % (i, " ".join("%s=%d" % sv for sv in exp[i].items()))
                       for i in ("5432-local", "6379-remote", "all") if i in exp)
+    cgroups = sorted(i for i in exp if i.endswith("-cgroup"))
+    if cgroups:
+        shown += "; %d x -cgroup, ESTABLISHED %d..%d, LISTEN %d in all" % (
+            len(cgroups), min(exp[i]["ESTABLISHED"] for i in cgroups),
+            max(exp[i]["ESTABLISHED"] for i in cgroups),
+            sum(exp[i]["LISTEN"] for i in cgroups))
     print("ok: %d series, %d values as expected (%s); csv complete after %.1f s"
           % (len(exp), values, shown, complete))
 

@@ -25,7 +25,9 @@ through RUNSTAT for CPU: config "kernel", variants "all" and "ports".
 
 A run fails the round (exit 1) if collectd fails or if its log does not show
 that the plugin read through netlink, so a silent procfs fallback can never
-pass for a netlink number.
+pass for a netlink number; and, for ours in the `cgroups` config, that it
+found the cgroup v2 hierarchy (without it the plugin leaves the per-cgroup
+series out and reads like `summary`).
 """
 import os
 import subprocess
@@ -42,6 +44,8 @@ NETLINK_LOG = {
     "c": "tcpconns plugin: Reading from netlink succeeded",
     "ours": "tcpconns plugin: reading sockets from netlink",
 }
+# What ours logs at init when it found the hierarchy for Cgroup/CgroupDepth.
+CGROUP_LOG = "tcpconns plugin: per-cgroup series from the cgroup v2 hierarchy at"
 
 
 def run(runstat, confdir, config, variant, memory=False):
@@ -66,6 +70,9 @@ def run(runstat, confdir, config, variant, memory=False):
         if NETLINK_LOG[variant] not in text:
             sys.exit("%s: no %r in %s: the plugin did not read via netlink\n%s"
                      % (base, NETLINK_LOG[variant], log, text))
+        if config == "cgroups" and variant == "ours" and CGROUP_LOG not in text:
+            sys.exit("%s: no %r in %s: the plugin has no per-cgroup series\n%s"
+                     % (base, CGROUP_LOG, log, text))
     with open(statfile) as f:
         _, user_us, system_us, maxrss, peak = map(int, f.read().split())
     if memory and peak <= 0:

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
 """Socket populations for ci/bench.sh. Run inside the benchmark's network
-namespace (ip netns exec NS python3 population.py MODE ...).
+namespace (nsenter --net=/run/netns/NS python3 population.py MODE ...; not
+`ip netns exec`, whose fresh sysfs hides the cgroup hierarchy).
 
-  base N READY       listeners on 80, 443, 5432, 6379 (IPv4 and IPv6, so 8
+  base N READY [CGROUP...]
+                     listeners on 80, 443, 5432, 6379 (IPv4 and IPv6, so 8
                      LISTEN sockets) and N established loopback connections
                      spread over them, half IPv4, half IPv6 (2N sockets).
                      Writes READY (JSON: what was made) and keeps every
                      socket open until killed (SIGTERM), spread over worker
                      processes when RLIMIT_NOFILE is too low for one.
+                     With CGROUPs (cgroup v2 directories), the connections
+                     are cut into as many equal parts, each made by
+                     processes in its cgroup, both ends: a socket belongs to
+                     the cgroup of the process that creates it, an accepted
+                     one to its listener's. So each part gets listeners of
+                     its own, made in its cgroup and closed once its
+                     connections are accepted; the last part's stay open:
+                     the 8 LISTEN sockets end up in the last cgroup.
   listen START COUNT READY
                      COUNT idle IPv4 listeners on START..START+COUNT-1; keeps
                      them open until killed.
@@ -17,6 +27,9 @@ namespace (ip netns exec NS python3 population.py MODE ...).
                      (the kernel keeps it 60 s after we exit); the server
                      side closes second and is gone (LAST_ACK -> CLOSED).
                      Exits when done.
+
+listen and timewait take --cgroup DIR after READY: the process joins that
+cgroup before making any socket.
 
 READY is written last, through a rename, so its presence means "done".
 """
@@ -145,6 +158,34 @@ def plan(n):
     return tasks, per_port, per_family
 
 
+def cut(tasks, sizes):
+    """The task list cut, in order, into consecutive parts of the given
+    numbers of connections (sum(sizes) = all connections of tasks)."""
+    rest = list(tasks)
+    parts = []
+    for size in sizes:
+        part, room = [], size
+        while room > 0 or (rest and rest[0][3] == 0):
+            family, dst, port, count = rest[0]
+            take = min(count, room)
+            if take:
+                part.append((family, dst, port, take))
+            room -= take
+            if take == count:
+                rest.pop(0)
+            else:
+                rest[0] = (family, dst, port, count - take)
+        parts.append(part)
+    return parts
+
+
+def join_cgroup(path):
+    """Moves this process (and so every socket it makes from now on, and
+    every child it forks) into the cgroup v2 directory path."""
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
 def chunks(tasks, size):
     """Cut the task list into pieces of at most size connections each."""
     piece, room = [], size
@@ -161,11 +202,7 @@ def chunks(tasks, size):
         yield piece
 
 
-def base(n, ready):
-    lst = {}
-    for port in PORTS:
-        lst[(socket.AF_INET, port)] = listener(socket.AF_INET, "0.0.0.0", port, 65535)
-        lst[(socket.AF_INET6, port)] = listener(socket.AF_INET6, "::", port, 65535)
+def base(n, ready, cgroups):
     tasks, per_port, per_family = plan(n)
     # Each connection costs two descriptors (client and accepted server side),
     # and the hard RLIMIT_NOFILE may be low and not raisable (no
@@ -177,23 +214,43 @@ def base(n, ready):
         sys.exit("RLIMIT_NOFILE hard limit %d is too low" % hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     per_worker = (hard - 256) // 2
+    groups = cgroups or [None]
+    sizes = split(n, len(groups))
     workers = []
-    for piece in chunks(tasks, per_worker):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+    lst = {}
+    for cgroup, part in zip(groups, cut(tasks, sizes)):
+        if cgroup:
+            join_cgroup(cgroup)
+        # The listeners of the part before (closed in its workers already):
+        # an accepted socket stays in its listener's cgroup, so each part
+        # listens anew from its own cgroup. Accepted sockets outlive their
+        # listener; SO_REUSEADDR lets the new one bind next to them.
+        for s in lst.values():
+            s.close()
+        lst = {}
+        for port in PORTS:
+            lst[(socket.AF_INET, port)] = listener(socket.AF_INET, "0.0.0.0", port, 65535)
+            lst[(socket.AF_INET6, port)] = listener(socket.AF_INET6, "::", port, 65535)
+        for piece in chunks(part, per_worker):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                die_with_parent()
+                keep = []
+                for family, dst, port, count in piece:
+                    connect_accept(lst[(family, port)], family, dst, port, count, keep)
+                # Only the parent keeps the listeners (a worker's copy would
+                # keep a closed one listening).
+                for s in lst.values():
+                    s.close()
+                os.write(w, b"k")
+                hold_forever()
+            os.close(w)
+            if os.read(r, 1) != b"k":
+                sys.exit("population worker %d failed" % pid)
             os.close(r)
-            die_with_parent()
-            keep = []
-            for family, dst, port, count in piece:
-                connect_accept(lst[(family, port)], family, dst, port, count, keep)
-            os.write(w, b"k")
-            hold_forever()
-        os.close(w)
-        if os.read(r, 1) != b"k":
-            sys.exit("population worker %d failed" % pid)
-        os.close(r)
-        workers.append(pid)
+            workers.append(pid)
 
     def stop(*_):
         for pid in workers:
@@ -214,20 +271,30 @@ def base(n, ready):
         "listeners": 2 * len(PORTS),
         "sockets": 2 * n + 2 * len(PORTS),
         "workers": len(workers),
+        # per cgroup (by its last path component): connections made in it
+        # (2 ESTABLISHED sockets each) and LISTEN sockets left in it
+        "cgroups": {os.path.basename(c.rstrip("/")): {
+            "connections": size,
+            "listeners": 2 * len(PORTS) if i == len(groups) - 1 else 0}
+            for i, (c, size) in enumerate(zip(groups, sizes)) if c},
         "nofile_hard_limit": hard,
     })
     while True:
         signal.pause()
 
 
-def listen(start, count, ready):
+def listen(start, count, ready, cgroup):
+    if cgroup:
+        join_cgroup(cgroup)
     raise_nofile(count + 1024)
     keep = [listener(socket.AF_INET, "0.0.0.0", p, 16) for p in range(start, start + count)]
     write_ready(ready, {"first": start, "count": count, "sockets": len(keep)})
     hold_forever()
 
 
-def timewait(port, k, ready):
+def timewait(port, k, ready, cgroup):
+    if cgroup:
+        join_cgroup(cgroup)
     raise_nofile(2 * BATCH + 1024)
     l4 = listener(socket.AF_INET, "127.0.0.1", port, 4096)
     l6 = listener(socket.AF_INET6, "::1", port, 4096)
@@ -257,15 +324,19 @@ def timewait(port, k, ready):
 
 def main(argv):
     mode = argv[1]
-    if mode == "base":
-        base(int(argv[2]), argv[3])
-    elif mode == "listen":
-        listen(int(argv[2]), int(argv[3]), argv[4])
-    elif mode == "timewait":
-        timewait(int(argv[2]), int(argv[3]), argv[4])
+    cgroup = None
+    if mode in ("listen", "timewait") and len(argv) == 7 and argv[5] == "--cgroup":
+        cgroup, argv = argv[6], argv[:5]
+    if mode == "base" and len(argv) >= 4:
+        base(int(argv[2]), argv[3], argv[4:])
+    elif mode == "listen" and len(argv) == 5:
+        listen(int(argv[2]), int(argv[3]), argv[4], cgroup)
+    elif mode == "timewait" and len(argv) == 5:
+        timewait(int(argv[2]), int(argv[3]), argv[4], cgroup)
     else:
-        sys.exit("usage: population.py base N READY | listen START COUNT READY"
-                 " | timewait PORT K READY")
+        sys.exit("usage: population.py base N READY [CGROUP...]"
+                 " | listen START COUNT READY [--cgroup DIR]"
+                 " | timewait PORT K READY [--cgroup DIR]")
 
 
 if __name__ == "__main__":

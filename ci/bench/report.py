@@ -19,8 +19,10 @@ from collections import defaultdict
 CASES = ["base", "1k-listen", "timewait"]
 # `health` is `ports` with ConnectionHealth, which only ours has: its C
 # variant runs the `ports` block, so its ours/C is against the C plugin
-# doing the C plugin's work, and HEALTH_GOAL compares ours with ours.
-CONFIGS = ["default", "summary", "ports", "health"]
+# doing the C plugin's work, and HEALTH_GOAL compares ours with ours. The
+# same for `cgroups`: `summary` with CgroupDepth, the C variant runs
+# `summary`, CGROUP_GOAL compares ours with ours.
+CONFIGS = ["default", "summary", "ports", "health", "cgroups"]
 VARIANTS = ["c", "ours", "none"]
 
 # The goals (issue #12), at 100k connections (200k sockets): CPU per read
@@ -38,6 +40,14 @@ CPU_GOALS = [  # (config, cases, ours/C at most)
 RSS_GOAL_KIB = 512
 # Issue #13: ours with ConnectionHealth against ours without, `ports` config.
 HEALTH_GOAL = 1.3
+# Issue #14: ours with per-cgroup series (CgroupDepth 2, the connections
+# spread over 10 cgroups) against ours with AllPortsSummary alone.
+CGROUP_GOAL = 1.2
+# (label, config, against config, at most): ours against ours.
+OURS_GOALS = [
+    ("CPU health/ports (ours)", "health", "ports", HEALTH_GOAL),
+    ("CPU cgroups/summary (ours)", "cgroups", "summary", CGROUP_GOAL),
+]
 
 
 def table(header, rows, align):
@@ -122,6 +132,28 @@ def main(path):
         print()
     goals(cpu_ratio, rss_diff, ours_net)
     print()
+    ours_rows = []
+    for case, n, config in keys:
+        for label, cfg, against, _ in OURS_GOALS:
+            if config != cfg or not {(case, n, cfg), (case, n, against)} <= set(ours_net):
+                continue
+            mins = {}
+            for c in (cfg, against):
+                mins[c] = (min(r[0] for r in runs[(case, n, c, "ours")]) -
+                           min(r[0] for r in runs[(case, n, c, "none")]))
+            a, b = ours_net[(case, n, cfg)], ours_net[(case, n, against)]
+            ours_rows.append([case, n, "%s/%s" % (cfg, against), "%.2f" % a, "%.2f" % b,
+                              ratio(a, b, 0.1), "%.2f" % mins[cfg], "%.2f" % mins[against],
+                              ratio(mins[cfg], mins[against], 0.1)])
+    if ours_rows:
+        print("Ours against ours (the goals above use the medians): net CPU per read, ms,"
+              " median and minimum over the")
+        print("repetitions (minimum: the variant's fastest run minus the baseline's"
+              " fastest):")
+        print()
+        print(table(["case", "N", "configs", "median", "against", "ratio",
+                     "min", "against", "ratio"], ours_rows, "lrlrrrrrr"))
+        print()
     print("Raw medians per variant (c = Debian's C plugin, ours, none = baseline"
           " without tcpconns), with the spread over repetitions.")
     print("cpu = user + sys of the whole collectd -T process; the user/sys split is"
@@ -155,15 +187,17 @@ def goals(cpu_ratio, rss_diff, ours_net):
                      "  ".join("%s %s" % (c, "n/a" if r is None else "%.2f" % r)
                                for c, r in got),
                      "yes" if met else "NO"])
-    health = [(c, ours_net.get((c, n, "health")), ours_net.get((c, n, "ports")))
-              for c in CASES if (c, n, "health") in ours_net]
-    if health:
+    for label, config, against, limit in OURS_GOALS:
+        pairs = [(c, ours_net.get((c, n, config)), ours_net.get((c, n, against)))
+                 for c in CASES if (c, n, config) in ours_net]
+        if not pairs:
+            continue
         got = [(c, h / p if p is not None and p >= 0.1 and h >= 0 else None)
-               for c, h, p in health]
-        rows.append(["CPU health/ports (ours)", "<= %.2f" % HEALTH_GOAL,
+               for c, h, p in pairs]
+        rows.append([label, "<= %.2f" % limit,
                      "  ".join("%s %s" % (c, "n/a" if r is None else "%.2f" % r)
                                for c, r in got),
-                     "yes" if all(r is not None and round(r, 2) <= HEALTH_GOAL
+                     "yes" if all(r is not None and round(r, 2) <= limit
                                   for _, r in got) else "NO"])
     diffs = list(rss_diff.values())
     rows.append(["RSS ours-C", "<= %d KiB" % RSS_GOAL_KIB,

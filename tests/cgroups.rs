@@ -519,3 +519,45 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
     drop(c);
     drop(pop);
 }
+
+#[test]
+fn without_a_cgroup_v2_hierarchy_one_line_at_init_and_the_rest_as_before() {
+    require_root!("make network namespaces and run collectd");
+    let ns = Netns::new("cgnone");
+    let mut pop = Population::new(&ns);
+    pop.listen_v4(8080).established(8080, 2, Family::V4);
+    pop.settle(&ns);
+    // `ip netns exec` mounts a sysfs of the namespace's own over /sys: no
+    // cgroup hierarchy under it, no cgroup2 line in collectd's mountinfo.
+    let dir = TempDir::new("cgnone");
+    let block = "<Plugin tcpconns>\n  LocalPort 8080\n  CgroupDepth 1\n  \
+                 Cgroup \"/system.slice\"\n</Plugin>\n";
+    let conf = Conf::new(dir.path(), "test", 0.5)
+        .csv()
+        .tcpconns(Plugin::Ours)
+        .block(block);
+    let launch = Launch {
+        netns: Some(ns.name()),
+        ..Launch::default()
+    };
+    let mut c = Collectd::start(dir, &conf, &launch);
+    let csv = c.wait_for("3 reads", Duration::from_secs(20), |csv| {
+        csv.tcpconns_reads() >= 3
+    });
+    let log = c.log();
+    assert_eq!(
+        csv.tcpconns_values(),
+        series("8080-local", &[("LISTEN", 1.0), ("ESTABLISHED", 2.0)]),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches(
+            "Cgroup/CgroupDepth: no cgroup v2 hierarchy is mounted (no cgroup2 in \
+             /proc/self/mountinfo); no per-cgroup series"
+        )
+        .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("error"), "{log}");
+}

@@ -7,7 +7,7 @@
 //! paths become series ([`CgroupReport`]). TIME_WAIT and SYN_RECV entries
 //! are not full sockets and carry no id: they are not attributed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -278,42 +278,51 @@ pub fn series<'a>(
     let Some(depth) = config.depth else {
         return out;
     };
-    let mut by_path: BTreeMap<&str, Counts> = BTreeMap::new();
-    for (path, c) in counts {
-        if let Some(key) = at_depth(path, depth) {
-            add(by_path.entry(key).or_insert([0; STATE_COUNT]), c);
+    // Each cgroup's counts under its ancestor at the depth, merged by path.
+    let mut deep: Vec<(&str, Counts)> = counts
+        .filter_map(|(path, c)| Some((at_depth(path, depth)?, *c)))
+        .collect();
+    deep.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut merged: Vec<(&str, Counts, u64)> = Vec::with_capacity(deep.len());
+    for (path, c) in deep {
+        match merged.last_mut() {
+            Some((last, sum, _)) if *last == path => add(sum, &c),
+            _ => merged.push((path, c, 0)),
         }
     }
-    by_path.retain(|_, c| c.iter().any(|&n| n > 0));
+    for (_, c, total) in &mut merged {
+        *total = c.iter().map(|&n| u64::from(n)).sum();
+    }
+    merged.retain(|(_, _, total)| *total > 0);
     let limit = usize::try_from(config.limit).unwrap_or(usize::MAX);
-    if by_path.len() > limit {
-        let mut ranked: Vec<(&str, u64)> = by_path
-            .iter()
-            .map(|(p, c)| (*p, c.iter().map(|&n| u64::from(n)).sum()))
-            .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        out.over_limit = ranked.len() - limit;
-        for (path, _) in &ranked[limit..] {
-            by_path.remove(path);
-        }
+    if merged.len() > limit {
+        // The busiest, ties by path; then back in path order.
+        merged.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+        out.over_limit = merged.len() - limit;
+        merged.truncate(limit);
+        merged.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
     let leaf = |path: &str| {
         let last = path.rsplit('/').next().unwrap_or_default();
         name_from(last, MAX_CGROUP_NAME, "root")
     };
-    let mut uses: HashMap<String, usize> = HashMap::new();
-    for path in by_path.keys() {
-        *uses.entry(leaf(path)).or_default() += 1;
-    }
-    for (path, c) in by_path {
-        let mut name = leaf(path);
-        if uses.get(&name).copied().unwrap_or(0) > 1 {
-            name = name_from(path.trim_start_matches('/'), MAX_CGROUP_NAME, "root");
+    // Leaf names, and which of them more than one cgroup has.
+    let mut names: Vec<String> = merged.iter().map(|(path, _, _)| leaf(path)).collect();
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let shared: Vec<String> = sorted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0].to_owned())
+        .collect();
+    for ((path, c, _), name) in merged.into_iter().zip(&mut names) {
+        if shared.contains(name) {
+            *name = name_from(path.trim_start_matches('/'), MAX_CGROUP_NAME, "root");
         }
-        if out.series.iter().any(|(n, _)| *n == name) {
+        if out.series.iter().any(|(n, _)| n == name) {
             continue;
         }
-        out.series.push((name, c));
+        out.series.push((std::mem::take(name), c));
     }
     out
 }

@@ -51,7 +51,7 @@ pub fn scan(proc: &Path, run_netns: &Path, skip: &[Identity], taken: &[String]) 
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
         .collect();
-    named.sort();
+    named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, path) in named {
         // A name made by `ip netns add` but whose namespace is gone (or a
         // stray file) has no identity.

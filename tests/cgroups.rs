@@ -561,3 +561,55 @@ fn without_a_cgroup_v2_hierarchy_one_line_at_init_and_the_rest_as_before() {
     );
     assert!(!log.contains("error"), "{log}");
 }
+
+#[test]
+fn the_shipped_cgroups_snippet_reports_each_service() {
+    require_root!("make cgroups and network namespaces and run collectd");
+    let Some(mount) = cgroup2() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let home = home(&mount);
+    let slice = Cgroup::new(
+        &mount,
+        &format!("/tcpc-{}-snippet.slice", std::process::id()),
+    );
+    let web = Cgroup::new(&mount, &format!("{}/web.service", slice.path));
+    let db = Cgroup::new(&mount, &format!("{}/db.service", slice.path));
+    let ns = Netns::new("cgsnippet");
+    let mut pop = Population::new(&ns);
+    inside(&db, &home, || pop.listen_v4(5432));
+    // web listens on 443 and is a client of db twice; clients of web come
+    // from outside any depth-2 cgroup (the test's own).
+    inside(&web, &home, || {
+        pop.listen_v4(443).established(5432, 2, Family::V4)
+    });
+    pop.established(443, 3, Family::V4);
+    pop.settle(&ns);
+    let text = fs::read_to_string(repo().join("collectd.d/tcpconns-cgroups.conf"))
+        .expect("read collectd.d/tcpconns-cgroups.conf");
+    // The <Plugin tcpconns> block as shipped (our plugin is loaded by Conf).
+    let block: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("<Plugin tcpconns>"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("CgroupDepth 2"), "{block}");
+    let mut c = start("cgsnippet", &ns, &block, 3600.0);
+    let csv = c.wait_for("all and two services", Duration::from_secs(20), |csv| {
+        csv.tcpconns_values().len() == 33
+    });
+    let mut want = series("all", &[("LISTEN", 2.0), ("ESTABLISHED", 10.0)]);
+    // web: its listener, its 3 accepted ends, its 2 client ends.
+    want.extend(series(
+        "web.service-cgroup",
+        &[("LISTEN", 1.0), ("ESTABLISHED", 5.0)],
+    ));
+    // db: its listener and the 2 ends it accepted.
+    want.extend(series(
+        "db.service-cgroup",
+        &[("LISTEN", 1.0), ("ESTABLISHED", 2.0)],
+    ));
+    assert_eq!(csv.tcpconns_values(), want, "{}", c.log());
+    drop(c);
+    drop(pop);
+    drop((web, db, slice));
+}

@@ -583,10 +583,10 @@ mod tests {
         assert_eq!(c.iter().count(), 0);
 
         // Any directory tree stands in for the hierarchy: ids are inodes.
-        let root = std::env::temp_dir().join(format!("tcpconns-cgroup-{}", std::process::id()));
+        let root = crate::Scratch::new("cgroup");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
-        let mut h = Hierarchy::new(root.clone());
+        let mut h = Hierarchy::new(root.to_path_buf());
         h.learn([ino("a/b"), 1].into_iter()).unwrap();
         assert_eq!(h.walks, 1);
         assert_eq!(h.path(ino("a/b")), Some("/a/b"));
@@ -599,6 +599,5 @@ mod tests {
         std::fs::create_dir(root.join("c")).unwrap();
         h.learn([ino("c")].into_iter()).unwrap();
         assert_eq!((h.walks, h.path(ino("c"))), (2, Some("/c")));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -162,8 +162,7 @@ mod tests {
     /// share one by a hard link.
     #[test]
     fn one_entry_per_namespace_named_by_netns_then_cgroup_then_pid() {
-        let root = std::env::temp_dir().join(format!("tcpconns-discover-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::Scratch::new("discover");
         let proc = root.join("proc");
         let run = root.join("netns");
         std::fs::create_dir_all(&run).unwrap();
@@ -209,6 +208,5 @@ mod tests {
             format!("netns{inode}"),
             "a name already taken"
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -292,6 +292,7 @@ fn read_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Scratch;
 
     const PORTS: Fields = Fields {
         addresses: false,
@@ -325,26 +326,8 @@ mod tests {
 
     /// A scratch directory holding `tcp` (and `tcp6` when given), removed
     /// when the test ends, passed or failed.
-    struct Tables(PathBuf);
-
-    impl std::ops::Deref for Tables {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Tables {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tables(name: &str, tcp: &str, tcp6: Option<&str>) -> Tables {
-        let dir = std::env::temp_dir().join(format!("tcpconns-unit-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir = Tables(dir);
+    fn tables(name: &str, tcp: &str, tcp6: Option<&str>) -> Scratch {
+        let dir = Scratch::new(name);
         std::fs::write(dir.join("tcp"), tcp).unwrap();
         if let Some(tcp6) = tcp6 {
             std::fs::write(dir.join("tcp6"), tcp6).unwrap();

@@ -6,11 +6,30 @@
 #
 #   ci/soak.sh                                  # 10,000 reads per variant, ~17 min each
 #   SOAK_READS=300 SOAK_VARIANTS=procfs ci/soak.sh
+#   SOAK_READS=3000 SOAK_VARIANTS=cgroups ci/soak.sh   # ~6 min
 #
 # Variants (SOAK_VARIANTS, default "netlink procfs"): "netlink" reads
 # through sock_diag as usual; "procfs" runs collectd with the LD_PRELOAD shim
 # tests/shim/no_netlink.c refusing netlink, so every read comes from
 # /proc/net/tcp{,6} (and netlink is retried now and then, as the plugin does).
+# "cgroups" (only when asked for) is netlink plus `CgroupDepth 2`,
+# `CgroupLimit 100` and `Namespace "all"` over churning namespaces and
+# cgroups: the population's sockets belong to cgroups
+# <cgroup2 mount>/tcpconns-soak-PID/svc0..svc3 (depth 2), and
+# ci/soak/containers.py keeps SOAK_CONTAINERS (4) "containers" alive, each a
+# process with a network namespace of its own (unshare -n, no /run/netns
+# name) in a fresh cgroup tcpconns-soak-PID/ctr-<n>, listening with 2
+# connections to itself; every SOAK_CONTAINER_PERIOD (5) seconds (on
+# average, +-20 %) the oldest is killed, its cgroup removed and a new one
+# started. collectd, the churner and the containers run in a PID and mount namespace of their own (with an
+# empty /run/netns) so that `Namespace "all"` finds the containers and
+# nothing else of the host (another job's namespaces would move the fd
+# counts); collectd and the population are started with
+# `nsenter --net=/run/netns/NAME`, not `ip netns exec`, which mounts a sysfs
+# without the cgroup hierarchy. Its fd verdicts differ (see report.py): the
+# count never exceeds the one at warm-up + SOAK_CONTAINERS + 2, and after
+# the churner has stopped and collectd done 10 more reads (2 namespace
+# scans) it is exactly the one measured before the first container.
 #
 # Per variant: a network namespace of its own (lo up, ephemeral ports
 # 10000-60999, tcp_tw_reuse 0; with SOAK_OWN_EHASH=1, the default, its own
@@ -33,8 +52,9 @@
 # "netlink procfs", SOAK_WARMUP min(1000, SOAK_READS/10), SOAK_RSS_LIMIT_KIB
 # 1024, SOAK_SAMPLE_SECS 5, SOAK_CHURN_RATE 200, SOAK_BASE_CONNS 300,
 # SOAK_LISTEN_PERIOD 3, SOAK_EXTRAS 1, SOAK_OWN_EHASH 1, SOAK_KEEP_CSV 0,
-# SOAK_OUT (a new directory). A variant that stops making reads for 30 s,
-# or needs more than 0.4 s per read on average, fails.
+# SOAK_CONTAINERS 4, SOAK_CONTAINER_PERIOD 5, SOAK_OUT (a new directory). A
+# variant that stops making reads for 30 s, or needs more than 0.4 s per
+# read on average, fails.
 #
 # Output (kept; its path is printed): SOAK_OUT or /tmp/tcpconns-soak.XXXXXX
 # with samples.tsv, summary.txt and per variant collectd.conf, collectd.log,
@@ -43,7 +63,8 @@
 #
 # Exit status: 0 every variant passed, 1 a verdict failed, 2 bad settings,
 # 130/143 interrupted. Ctrl-C stops collectd and the population, deletes the
-# namespace and keeps what was sampled so far.
+# namespace (and the containers and cgroups of the cgroups variant) and
+# keeps what was sampled so far.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,16 +80,19 @@ listen_period=${SOAK_LISTEN_PERIOD:-3}
 extras=${SOAK_EXTRAS:-1}
 keep_csv=${SOAK_KEEP_CSV:-0}
 own_ehash=${SOAK_OWN_EHASH:-1}
+containers=${SOAK_CONTAINERS:-4}
+ctr_period=${SOAK_CONTAINER_PERIOD:-5}
 collectd=/usr/sbin/collectd
 
 die() { echo "soak: $*" >&2; exit 2; }
-for v in "$reads" "$rss_limit" "$every" "$churn" "$base_conns" "$listen_period"; do
+for v in "$reads" "$rss_limit" "$every" "$churn" "$base_conns" "$listen_period" "$containers" \
+  "$ctr_period"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || die "not a positive whole number: '$v'"
 done
 [[ $warmup =~ ^[0-9]+$ ]] && [ "$warmup" -lt "$reads" ] || die "SOAK_WARMUP must be below SOAK_READS"
 read -ra variant_list <<<"$variants"
 for v in "${variant_list[@]}"; do
-  case $v in netlink | procfs) ;; *) die "unknown variant '$v' (netlink, procfs)" ;; esac
+  case $v in netlink | procfs | cgroups) ;; *) die "unknown variant '$v' (netlink, procfs, cgroups)" ;; esac
 done
 [ ${#variant_list[@]} -gt 0 ] || die "SOAK_VARIANTS is empty"
 [ "$(id -u)" = 0 ] || die "run as root (network namespaces)"
@@ -83,6 +107,14 @@ parent_ns=""
 pop_pid=""
 cd_pid=""
 sampler_pid=""
+# cgroups variant: the launchers (nsenter) of collectd and the churner, the
+# churner itself, the PID namespace's holder (unshare --kill-child: when it
+# ends, everything in the namespace is killed) and the soak's cgroup.
+cd_launcher=""
+churner_launcher=""
+churner_pid=""
+world_pid=""
+cg_parent=""
 # shellcheck disable=SC2329 # called from cleanup (trap)
 prune_csv() {
   [ "$keep_csv" = 1 ] || [ -z "$out" ] && return 0
@@ -103,13 +135,39 @@ stop_pid() { # pid seconds: SIGTERM, then SIGKILL if still there after seconds
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+remove_cgroups() { # kills what is left in the soak's cgroups (ours), removes them
+  local d pid i
+  [ -n "$cg_parent" ] && [ -d "$cg_parent" ] || return 0
+  for ((i = 0; i < 50; i++)); do
+    local left=0
+    while read -r d; do
+      while read -r pid; do
+        [ -n "$pid" ] && { kill -KILL "$pid" 2>/dev/null || true; left=1; }
+      done <"$d/cgroup.procs"
+    done < <(find "$cg_parent" -depth -type d)
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  find "$cg_parent" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  [ ! -d "$cg_parent" ] || echo "soak: could not remove $cg_parent" >&2
+  cg_parent=""
+}
 stop_variant() {
   stop_pid "$sampler_pid" 2
   sampler_pid=""
+  stop_pid "$churner_pid" 10
+  churner_pid=""
+  stop_pid "$churner_launcher" 2
+  churner_launcher=""
   stop_pid "$cd_pid" 15
   cd_pid=""
+  stop_pid "$cd_launcher" 2
+  cd_launcher=""
+  stop_pid "$world_pid" 5
+  world_pid=""
   stop_pid "$pop_pid" 5
   pop_pid=""
+  remove_cgroups
   if [ -n "$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
   if [ -n "$parent_ns" ]; then ip netns del "$parent_ns" 2>/dev/null || true; fi
   ns=""
@@ -197,6 +255,13 @@ CONF
   RemoteNetwork "::1/128"
 CONF
   fi
+  if [ "$1" = cgroups ]; then
+    cat >>"$vdir/collectd.conf" <<CONF
+  CgroupDepth 2
+  CgroupLimit 100
+  Namespace "all"
+CONF
+  fi
   echo "</Plugin>" >>"$vdir/collectd.conf"
 }
 
@@ -232,6 +297,48 @@ make_ns() { # name
   ip netns add "$name"
 }
 
+# The cgroup v2 mount, from /proc/self/mountinfo (as the plugin finds it).
+cgroup2_mount() {
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
+         if ($(i + 1) == "cgroup2" && $4 == "/") { print $5; exit } }' /proc/self/mountinfo
+}
+
+# cgroups variant: a PID and mount namespace (the "world") whose holder is in
+# namespace $ns; its /proc shows only its own processes and its /run/netns
+# is an empty tmpfs, so `Namespace "all"` sees only the soak's containers.
+start_world() { # vdir
+  # shellcheck disable=SC2016 # expanded by that sh
+  nsenter --net="/run/netns/$ns" unshare --pid --fork --mount-proc --kill-child -- \
+    sh -c 'for f in /run/netns/*; do umount -l "$f" 2>/dev/null; done
+           umount -l /run/netns 2>/dev/null
+           mount -t tmpfs soak-netns /run/netns && touch "$1" && exec sleep infinity' \
+    sh "$1/world.ready" 2>"$1/world.log" &
+  world_pid=$!
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [ -e "$1/world.ready" ] && break
+    kill -0 "$world_pid" 2>/dev/null || { cat "$1/world.log" >&2; die "the PID namespace did not start"; }
+    sleep 0.1
+  done
+  [ -e "$1/world.ready" ] || die "the PID namespace not ready after 10 s"
+  world_init=$(pgrep -P "$world_pid" | head -n 1)
+  [ -n "$world_init" ] || die "no init in the PID namespace"
+}
+# Runs a command in the world and in namespace $ns; sets launched (nsenter,
+# our child) and launched_pid (the command, nsenter's child).
+launch_in_world() { # log command...
+  local log=$1 i
+  shift
+  nsenter --target "$world_init" --pid --mount --net="/run/netns/$ns" -- "$@" >"$log" 2>&1 &
+  launched=$!
+  launched_pid=""
+  for ((i = 0; i < 50; i++)); do
+    launched_pid=$(pgrep -P "$launched" | head -n 1) && [ -n "$launched_pid" ] && break
+    sleep 0.1
+  done
+  [ -n "$launched_pid" ] || { cat "$log" >&2; die "could not start $1 in the PID namespace"; }
+}
+
 run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
   local v=$1 vdir=$out/$1 i rc
   mkdir -p "$vdir"
@@ -240,9 +347,24 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
   ip -n "$ns" link set lo up
   ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="10000 60999" net.ipv4.tcp_tw_reuse=0
 
+  local pop_args=() enter=(ip netns exec "$ns")
+  if [ "$v" = cgroups ]; then
+    local mount
+    mount=$(cgroup2_mount)
+    [ -n "$mount" ] && [ -d "$mount" ] || die "no cgroup v2 hierarchy in /proc/self/mountinfo"
+    cg_parent=$mount/tcpconns-soak-$$
+    mkdir "$cg_parent" "$cg_parent"/svc{0,1,2,3}
+    pop_args=(--cgroups "$(printf '%s,' "$cg_parent"/svc{0,1,2,3})")
+    # Not `ip netns exec`: its fresh sysfs hides the cgroup hierarchy.
+    enter=(nsenter --net="/run/netns/$ns")
+    progress "[$v] cgroups in $cg_parent; starting a PID namespace for collectd and the containers"
+    start_world "$vdir"
+  fi
+
   progress "[$v] starting the population in namespace $ns"
-  ip netns exec "$ns" python3 ci/soak/population.py "$vdir/population.ready" \
-    --base "$base_conns" --rate "$churn" --period "$listen_period" 2>"$vdir/population.log" &
+  "${enter[@]}" python3 ci/soak/population.py "$vdir/population.ready" \
+    --base "$base_conns" --rate "$churn" --period "$listen_period" "${pop_args[@]}" \
+    2>"$vdir/population.log" &
   pop_pid=$!
   for ((i = 0; i < 300; i++)); do
     [ -e "$vdir/population.ready" ] && break
@@ -255,10 +377,16 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
   local preload=()
   [ "$v" = procfs ] && preload=(env "LD_PRELOAD=$shim")
   progress "[$v] starting collectd (Interval 0.1) with $vdir/collectd.conf"
-  # ip netns exec and env exec, so $! is collectd itself.
-  ip netns exec "$ns" "${preload[@]}" "$collectd" -f -C "$vdir/collectd.conf" \
-    >"$vdir/collectd.out" 2>&1 &
-  cd_pid=$!
+  if [ "$v" = cgroups ]; then
+    launch_in_world "$vdir/collectd.out" "$collectd" -f -C "$vdir/collectd.conf"
+    cd_launcher=$launched
+    cd_pid=$launched_pid
+  else
+    # ip netns exec and env exec, so $! is collectd itself.
+    ip netns exec "$ns" "${preload[@]}" "$collectd" -f -C "$vdir/collectd.conf" \
+      >"$vdir/collectd.out" 2>&1 &
+    cd_pid=$!
+  fi
   for ((i = 0; i < 50; i++)); do
     [ "$(cat "/proc/$cd_pid/comm" 2>/dev/null)" = collectd ] && break
     sleep 0.1
@@ -271,10 +399,36 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
     die "the no_netlink shim is not loaded in collectd"
   fi
 
+  local reads_glob="$vdir/csv/soak/tcpconns-all/tcp_connections-LISTEN-*"
+  local fd_args=(--pid "$cd_pid" --reads-glob "$reads_glob"
+    --transient "$vdir/csv/" --transient "$vdir/collectd.log")
+  local churner_args=()
+  if [ "$v" = cgroups ]; then
+    # The fd count with no container: after collectd's first reads (its
+    # first namespace scan is at the first read), before the churner.
+    python3 ci/soak/sample.py --settle 10 --settle-out "$vdir/fd-baseline.txt" "${fd_args[@]}" ||
+      die "collectd made no reads before the containers"
+    progress "[$v] fds with no container: $(cut -d' ' -f2 "$vdir/fd-baseline.txt");" \
+      "starting $containers containers, one replaced every ${ctr_period}s"
+    launch_in_world "$vdir/containers.out" python3 "$PWD/ci/soak/containers.py" \
+      --parent "$cg_parent" --log "$vdir/containers.log" --ready "$vdir/containers.ready" \
+      --count "$containers" --period "$ctr_period"
+    churner_launcher=$launched
+    churner_pid=$launched_pid
+    for ((i = 0; i < 300; i++)); do
+      [ -e "$vdir/containers.ready" ] && break
+      kill -0 "$churner_launcher" 2>/dev/null ||
+        { cat "$vdir/containers.out" >&2; die "the container churner did not start"; }
+      sleep 0.1
+    done
+    [ -e "$vdir/containers.ready" ] || die "containers not ready after 30 s"
+    churner_args=(--churner-pid "$churner_pid")
+  fi
+
   local deadline=$((reads * 4 / 10 + 300))
   python3 ci/soak/sample.py --variant "$v" --pid "$cd_pid" --pop-pid "$pop_pid" \
-    --pop-log "$vdir/population.log" --ns "$ns" \
-    --reads-glob "$vdir/csv/soak/tcpconns-all/tcp_connections-LISTEN-*" \
+    --pop-log "$vdir/population.log" --ns "$ns" "${churner_args[@]}" \
+    --reads-glob "$reads_glob" \
     --tsv "$out/samples.tsv" --fd-dump-prefix "$vdir/fds-" \
     --transient "$vdir/csv/" --transient "$vdir/collectd.log" \
     --target "$reads" --warmup "$warmup" --every "$every" --deadline "$deadline" &
@@ -287,6 +441,20 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
     progress "[$v] collectd exited early; its output and log:"
     tail -n 20 "$vdir/collectd.out" "$vdir/collectd.log" >&2 || true
   fi
+  if [ "$v" = cgroups ] && [ "$rc" = 0 ]; then
+    progress "[$v] stopping the churner (kills every container), then 10 more reads"
+    stop_pid "$churner_pid" 10
+    churner_pid=""
+    stop_pid "$churner_launcher" 2
+    churner_launcher=""
+    local left
+    left=$(find "$cg_parent" -mindepth 1 -maxdepth 1 -name 'ctr-*' | wc -l)
+    [ "$left" = 0 ] || progress "[$v] $left container cgroups still there after the churner stopped"
+    python3 ci/soak/sample.py --settle 10 --settle-out "$vdir/fd-after.txt" "${fd_args[@]}" ||
+      progress "[$v] collectd made no reads after the containers"
+    [ -e "$vdir/fd-after.txt" ] &&
+      progress "[$v] fds after the containers: $(cut -d' ' -f2 "$vdir/fd-after.txt")"
+  fi
   progress "[$v] stopping collectd and the population"
   stop_variant
 }
@@ -296,7 +464,8 @@ for v in "${variant_list[@]}"; do
 done
 
 rc=0
-python3 ci/soak/report.py "$out" "$warmup" "$reads" "$rss_limit" "${variant_list[@]}" |
+SOAK_CONTAINERS=$containers \
+  python3 ci/soak/report.py "$out" "$warmup" "$reads" "$rss_limit" "${variant_list[@]}" |
   tee "$out/summary.txt" || rc=1
 total=$(($(date +%s) - t_start))
 echo "soak: total run time $((total / 60))m$((total % 60))s; samples in $out/samples.tsv" |

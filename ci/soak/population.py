@@ -22,7 +22,15 @@ Churn, continuously:
 Ephemeral ports: the caller widens net.ipv4.ip_local_port_range; steady
 state is about RATE*0.7*60 client TIME_WAIT sockets (8,400 at 200/s).
 
+With --cgroups DIR,DIR,... (the cgroups variant) the process moves itself
+between those cgroup v2 directories so that its sockets belong to them:
+base listener i and the client end of base connection i are made in
+cgroup i mod n (an accepted end belongs to its listener's cgroup), and the
+churn's client ends in one cgroup after the other, a new one every PERIOD
+seconds.
+
 Usage: population.py READY_FILE [--base N] [--rate R] [--period S] [--seed N]
+                     [--cgroups DIR,...]
 Writes READY_FILE when the base is up; prints a one-line status to stderr
 every 60 s; exits on SIGTERM/SIGINT.
 """
@@ -79,6 +87,12 @@ def rst_close(s):
     s.close()
 
 
+def enter_cgroup(path):
+    """Moves this (single-threaded) process into the cgroup v2 directory path."""
+    with open(f"{path}/cgroup.procs", "w") as f:
+        f.write("0")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ready")
@@ -86,7 +100,16 @@ def main():
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--period", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cgroups", default="")
     args = ap.parse_args()
+    cgroups = [c for c in args.cgroups.split(",") if c]
+    moved = 0
+
+    def cgroup_for(i):
+        nonlocal moved
+        if cgroups:
+            enter_cgroup(cgroups[i % len(cgroups)])
+            moved += 1
     rng = random.Random(args.seed)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -100,11 +123,16 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
 
-    listeners = {port: listen(port, kind) for port, kind in BASE_LISTENERS}
+    listeners = {}
+    for i, (port, kind) in enumerate(BASE_LISTENERS):
+        cgroup_for(i)
+        listeners[port] = listen(port, kind)
     base = []
     for i in range(args.base):
         port, addr = BASE_TARGETS[i % len(BASE_TARGETS)]
+        cgroup_for(i)
         base.append(connect(listeners[port], port, addr))
+    toggles = 0
 
     toggled = {}  # port -> (listener, [pairs])
     held = []  # heap of (deadline, seq, pair, how)
@@ -157,6 +185,8 @@ def main():
         # Toggle one listener port.
         if now >= next_toggle:
             next_toggle += args.period
+            toggles += 1
+            cgroup_for(toggles)
             port, kind = TOGGLE_PORTS[rng.randrange(len(TOGGLE_PORTS))]
             if port in toggled:
                 lsock, pairs = toggled.pop(port)
@@ -183,7 +213,8 @@ def main():
         if now >= next_status:
             next_status += 60
             print(f"population: t={now - t0:.0f}s held={len(held)} "
-                  f"toggled={sorted(toggled)} {dict(sorted(stats.items()))}",
+                  f"toggled={sorted(toggled)} cgroup_moves={moved} "
+                  f"{dict(sorted(stats.items()))}",
                   file=sys.stderr, flush=True)
         time.sleep(0.005)
 

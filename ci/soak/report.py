@@ -12,12 +12,28 @@ after warm-up (samples with reads >= WARMUP) VmRSS max - min <= RSS_LIMIT_KIB
 and the resting fd count (fd_rest, see sample.py) never changes; the log has no tcpconns line saying failed/error (except, in the
 procfs variant, the one line announcing the fallback) and shows the
 expected source (netlink or /proc) being used.
+
+The cgroups variant (environment SOAK_CONTAINERS: the containers kept
+alive, K) is judged on fds differently, as namespaces come and go: the
+resting count after warm-up never exceeds the one at warm-up + K + 2, and
+the count after the churner stopped (fd-after.txt, 10 reads after the last
+container was killed) equals the one before the first container
+(fd-baseline.txt). Besides, from containers.log (ci/soak/containers.py) and
+the log: every container that lived 2 s or more was found (`found
+namespace ctr-<n> (/proc/<its pid>/ns/net)`) and every one found is gone by
+the end; no `gone` line before the container was killed, no `netlink
+failed` and no `not there` line for a container before it was killed (the
+log's times are whole seconds: 1 s of slack), at most one `not there` per
+container; every container found has a `tcpconns-ctr-<n>-*-cgroup` series
+in csv (for the first three: LISTEN 1 and ESTABLISHED 4 at some read),
+and so have the population's cgroups svc0..svc3.
 """
 import csv
 import glob
 import os
 import re
 import sys
+import time
 
 FALLBACK = re.compile(r"tcpconns plugin: netlink failed: .*reading /proc/net/tcp "
                       r"and /proc/net/tcp6 instead")
@@ -26,6 +42,151 @@ BAD = re.compile(r"fail|error", re.I)
 SEVERE = re.compile(r"\[(warning|error)\]")
 OVERRUN = re.compile(r"read-function of the `tcpconns' plugin took ([0-9.]+) seconds")
 STAMP = re.compile(r"^\[[^]]*\] ")
+LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\]")
+FOUND = re.compile(r"Namespace all: found namespace (\S+) \(/proc/(\d+)/ns/net\)")
+GONE = re.compile(r"tcpconns plugin: namespace (\S+): gone; no longer read")
+NOT_THERE = re.compile(r"tcpconns plugin: namespace (\S+) \(.*\): not there")
+NS_FAILED = re.compile(r"tcpconns plugin: namespace (\S+) \(.*\): netlink failed")
+# For the summary of the log: one line per kind of message.
+GENERIC = [(re.compile(r"\bctr-\d+"), "ctr-N"), (re.compile(r"/proc/\d+/"), "/proc/PID/")]
+
+
+def generic(msg):
+    for rx, repl in GENERIC:
+        msg = rx.sub(repl, msg)
+    return msg
+
+
+def log_time(line):
+    m = LOG_TIME.match(line)
+    return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) if m else None
+
+
+def settled(path):
+    """reads fd_rest fd_min fd_max, from sample.py --settle."""
+    try:
+        return [int(x) for x in open(path).read().split()]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def csv_max(path_glob):
+    best = None
+    for path in glob.glob(path_glob):
+        with open(path) as f:
+            for line in f:
+                if line.startswith("epoch") or not line.endswith("\n"):
+                    continue
+                v = float(line.rstrip().split(",")[1])
+                best = v if best is None else max(best, v)
+    return best
+
+
+def judge_containers(outdir, variant, lines, res, problems, notes):
+    """The cgroups variant's fd bounds, containers and cgroup series."""
+    vdir = os.path.join(outdir, variant)
+    k = int(os.environ.get("SOAK_CONTAINERS", "4"))
+    base, after = settled(os.path.join(vdir, "fd-baseline.txt")), settled(
+        os.path.join(vdir, "fd-after.txt"))
+    res.update(k=k, fd_base=base, fd_after=after, fd_limit=res["fd_warm"] + k + 2)
+    if res["fd_hi"] > res["fd_limit"]:
+        problems.append(f"fd count after warm-up reached {res['fd_hi']}, above "
+                        f"{res['fd_warm']} (at warm-up) + {k} + 2")
+    if base is None:
+        problems.append("no fd count before the containers (fd-baseline.txt)")
+    elif after is None:
+        problems.append("no fd count after the containers (fd-after.txt)")
+    elif after[1] != base[1]:
+        problems.append(f"fd count after the containers {after[1]}, not the {base[1]} "
+                        f"before them (see fd-baseline.txt.fds, fd-after.txt.fds)")
+
+    started, killed = {}, {}
+    failed = []
+    try:
+        for line in open(os.path.join(vdir, "containers.log")):
+            if line.startswith("#"):
+                continue
+            f = line.rstrip("\n").split("\t")
+            if f[1] == "started":
+                started[f[2]] = (float(f[0]), int(f[3]))
+            elif f[1] == "killed":
+                killed[f[2]] = float(f[0])
+            elif f[1] == "failed":
+                failed.append(" ".join(f[2:]))
+    except FileNotFoundError:
+        problems.append("no containers.log")
+    if failed:
+        problems.append(f"the churner failed {len(failed)} time(s): {failed[:3]}")
+    end = max(killed.values(), default=0.0)
+    found, gone, not_there, ns_failed = {}, {}, {}, []
+    for line in lines:
+        t = log_time(line)
+        if m := FOUND.search(line):
+            found.setdefault(m.group(1), (t, int(m.group(2))))
+        elif m := GONE.search(line):
+            gone.setdefault(m.group(1), t)
+        elif m := NOT_THERE.search(line):
+            not_there.setdefault(m.group(1), []).append(t)
+        elif m := NS_FAILED.search(line):
+            ns_failed.append((m.group(1), t, line))
+    res.update(ctr_started=len(started), ctr_killed=len(killed), ctr_found=0, ctr_gone=0,
+               ctr_not_there=sum(len(v) for n, v in not_there.items() if n in started))
+    res["ctr_found"] = sum(1 for n in found if n in started)
+    res["ctr_gone"] = sum(1 for n in gone if n in started)
+    others = sorted(n for n in found if n not in started)
+    if others:
+        notes.append(f"namespaces found that are not the soak's containers: {others[:5]}")
+    if len(started) < 2 * k:
+        problems.append(f"only {len(started)} containers started")
+    missed = [n for n, (t0, _) in started.items() if killed.get(n, end) - t0 >= 2 and n not in found]
+    if missed:
+        problems.append(f"{len(missed)} container(s) never found: {missed[:5]}")
+    wrong_pid = [n for n, (_, pid) in found.items() if n in started and started[n][1] != pid]
+    if wrong_pid:
+        problems.append(f"{len(wrong_pid)} container(s) found through another process: "
+                        f"{wrong_pid[:5]}")
+    not_gone = [n for n in found if n in started and n not in gone]
+    if not_gone:
+        problems.append(f"{len(not_gone)} container(s) found but never gone: {not_gone[:5]}")
+    early = [n for n, t in gone.items() if n in killed and t is not None and t + 1 < killed[n]]
+    if early:
+        problems.append(f"{len(early)} container(s) gone while alive: {early[:5]}")
+    alive_nt = [n for n, ts in not_there.items()
+                if n in started and any(t is not None and t + 1 < killed.get(n, 1e18) for t in ts)]
+    if alive_nt:
+        problems.append(f"'not there' for {len(alive_nt)} live container(s): {alive_nt[:5]}")
+    twice = [n for n, ts in not_there.items() if len(ts) > 1]
+    if twice:
+        problems.append(f"more than one 'not there' line for {twice[:5]}")
+    live_failed = [l for n, t, l in ns_failed
+                   if n not in killed or t is None or t + 1 < killed[n]]
+    res["ctr_failed_dying"] = len(ns_failed) - len(live_failed)
+    if live_failed:
+        problems.append(f"{len(live_failed)} 'netlink failed' line(s) for a live namespace")
+        res["log_bad"] = res.get("log_bad", []) + live_failed
+
+    csv_dir = os.path.join(vdir, "csv", "soak")
+    no_series = [n for n in found if n in started
+                 and not glob.glob(os.path.join(csv_dir, f"tcpconns-{n}-*-cgroup"))]
+    res["ctr_series"] = res["ctr_found"] - len(no_series)
+    if no_series:
+        problems.append(f"{len(no_series)} container(s) found with no cgroup series in csv: "
+                        f"{no_series[:5]}")
+    checked = []
+    for n in sorted((n for n in found if n in started), key=lambda n: int(n.split("-")[1]))[:3]:
+        inst = os.path.join(csv_dir, f"tcpconns-{n}-{n}-cgroup")
+        got = (csv_max(os.path.join(inst, "tcp_connections-LISTEN-*")),
+               csv_max(os.path.join(inst, "tcp_connections-ESTABLISHED-*")))
+        checked.append(f"{n}-{n}-cgroup LISTEN {got[0]} ESTABLISHED {got[1]}")
+        if got != (1.0, 4.0):
+            problems.append(f"series {n}-{n}-cgroup: max LISTEN, ESTABLISHED {got}, "
+                            f"not (1, 4)")
+    res["ctr_checked"] = checked
+    svc = [f"svc{i}" for i in range(4)
+           if not glob.glob(os.path.join(csv_dir, f"tcpconns-svc{i}-cgroup"))]
+    if svc:
+        problems.append(f"no series for the population's cgroups {svc}")
+
 
 
 def read_times(outdir, variant):
@@ -113,7 +274,8 @@ def judge(outdir, variant, rows, warmup, target, limit):
     if res["rss_spread"] > limit:
         problems.append(f"RSS after warm-up varied by {res['rss_spread']} KiB "
                         f"(limit {limit} KiB)")
-    if res["fd_lo"] != res["fd_hi"]:
+    res["fd_warm"] = frest[0]
+    if variant != "cgroups" and res["fd_lo"] != res["fd_hi"]:
         problems.append(f"fd count after warm-up not constant: {res['fd_lo']}..{res['fd_hi']}")
     if res["pop_errors"]:
         notes.append(f"the population logged {res['pop_errors']} failures "
@@ -136,6 +298,8 @@ def judge(outdir, variant, rows, warmup, target, limit):
     bad = []
     fallback = 0
     for l in tc:
+        if variant == "cgroups" and NS_FAILED.search(l):
+            continue  # judged with the containers
         if FALLBACK.search(l):
             fallback += 1
             if variant != "procfs" or fallback > 1:
@@ -149,7 +313,7 @@ def judge(outdir, variant, rows, warmup, target, limit):
             problems.append("the log does not show the fallback to /proc")
         if any("netlink works again" in l for l in tc):
             problems.append("netlink came back although the shim refuses it")
-    elif variant == "netlink":
+    elif variant in ("netlink", "cgroups"):
         if not any(NETLINK_OK in l for l in tc):
             problems.append("the log does not show netlink being used")
     if overruns:
@@ -157,6 +321,8 @@ def judge(outdir, variant, rows, warmup, target, limit):
                      f"than the interval (longest {max(overruns):.3f} s)")
     others = [l for l in lines if SEVERE.search(l) and l not in bad and not OVERRUN.search(l)]
     res.update(log_own=own, log_bad=bad, log_others=others, log_lines=len(lines))
+    if variant == "cgroups" and "fd_warm" in res:
+        judge_containers(outdir, variant, lines, res, problems, notes)
     res["problems"], res["notes"] = problems, notes
     res["verdict"] = "PASS" if not problems else "FAIL"
     return res
@@ -208,13 +374,28 @@ def main():
             if r["cpu_ms_per_read"] is not None:
                 print(f"collectd CPU: {r['cpu_ms_per_read']:.2f} ms per read "
                       f"(plugin + csv writer + collectd)")
+            if "ctr_started" in r:
+                base, after = r["fd_base"], r["fd_after"]
+                print(f"fds with namespaces coming and going: {base[1] if base else '-'} before "
+                      f"the first container (read {base[0] if base else '-'}), "
+                      f"{r['fd_warm']} at warm-up, at most {r['fd_hi']} after it "
+                      f"(limit {r['fd_limit']} = {r['fd_warm']} + {r['k']} + 2), "
+                      f"{after[1] if after else '-'} after the last container "
+                      f"(read {after[0] if after else '-'})")
+                print(f"containers: {r['ctr_started']} started, {r['ctr_killed']} killed; "
+                      f"log: {r['ctr_found']} found, {r['ctr_gone']} gone, "
+                      f"{r['ctr_not_there']} 'not there' (died before a scan), "
+                      f"{r['ctr_failed_dying']} 'netlink failed' for dying ones; "
+                      f"{r['ctr_series']} of {r['ctr_found']} found have cgroup series in csv")
+                for c in r["ctr_checked"]:
+                    print(f"  checked: {c}")
             print(f"population after warm-up: {r['socks_lo']}..{r['socks_hi']} sockets, "
                   f"{r['tw_lo']}..{r['tw_hi']} in TIME_WAIT, "
                   f"{r['lports_lo']}..{r['lports_hi']} listening ports")
         print(f"log: {r.get('log_lines', 0)} lines; the plugin's own (count, message):")
         seen = {}
         for l in r.get("log_own", []):
-            msg = STAMP.sub("", l)
+            msg = generic(STAMP.sub("", l))
             seen[msg] = seen.get(msg, 0) + 1
         for msg, n in seen.items():
             print(f"  {n:5d}  {msg}")

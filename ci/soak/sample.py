@@ -22,7 +22,13 @@ At the first sample with reads >= --warmup and at the last one it writes
 the targets of /proc/PID/fd to --fd-dump-prefix{warmup,end}.txt.
 
 Exit status: 0 reads >= --target; 3 collectd exited; 4 the population
-exited; 5 no new read for --stall seconds; 6 --deadline seconds passed.
+exited; 5 no new read for --stall seconds; 6 --deadline seconds passed;
+7 the --churner-pid process (cgroups variant) exited.
+
+With --settle N --settle-out FILE (cgroups variant) it takes no samples:
+it waits until collectd has done N more reads than when it started (or
+exits 5 after --stall seconds without a read), then writes one line
+"reads fd_rest fd_min fd_max" to FILE and the fd targets to FILE.fds.
 """
 import argparse
 import datetime
@@ -134,11 +140,46 @@ def pop_errors(path):
         return 0
 
 
+def settle(args):
+    start = count_reads(args.reads_glob)
+    last, last_t = start, time.monotonic()
+    while True:
+        time.sleep(0.1)
+        if not alive(args.pid):
+            print(f"soak: collectd (pid {args.pid}) exited", file=sys.stderr)
+            return 3
+        reads = count_reads(args.reads_glob)
+        now = time.monotonic()
+        if reads > last:
+            last, last_t = reads, now
+        elif now - last_t > args.stall:
+            print(f"soak: no new read for {args.stall:.0f}s (stuck at {reads})", file=sys.stderr)
+            return 5
+        if reads >= start + args.settle:
+            break
+    frest, fmin, fmax = fd_counts(args.pid, args.fd_burst, args.transient)
+    with open(args.settle_out, "w") as f:
+        f.write(f"{reads} {frest} {fmin} {fmax}\n")
+    dump_fds(args.pid, args.settle_out + ".fds")
+    return 0
+
+
 def main():
+    if "--settle" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--settle", type=int, required=True)
+        ap.add_argument("--settle-out", required=True)
+        ap.add_argument("--pid", type=int, required=True)
+        ap.add_argument("--reads-glob", required=True)
+        ap.add_argument("--fd-burst", type=int, default=5)
+        ap.add_argument("--transient", action="append", default=[])
+        ap.add_argument("--stall", type=float, default=30.0)
+        return settle(ap.parse_args())
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", required=True)
     ap.add_argument("--pid", type=int, required=True)
     ap.add_argument("--pop-pid", type=int, required=True)
+    ap.add_argument("--churner-pid", type=int)
     ap.add_argument("--pop-log", required=True)
     ap.add_argument("--ns", required=True)
     ap.add_argument("--reads-glob", required=True)
@@ -176,6 +217,10 @@ def main():
         if not alive(args.pop_pid):
             print(f"soak[{args.variant}]: the population (pid {args.pop_pid}) exited", file=sys.stderr)
             return 4
+        if args.churner_pid and not alive(args.churner_pid):
+            print(f"soak[{args.variant}]: the churner (pid {args.churner_pid}) exited",
+                  file=sys.stderr)
+            return 7
         try:
             st = status(args.pid)
             frest, fmin, fmax = fd_counts(args.pid, args.fd_burst, args.transient)

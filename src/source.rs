@@ -328,13 +328,17 @@ impl NamespaceGatherer {
     /// to dispatch for the namespace in this read (missing, or failing:
     /// logged once when it starts).
     pub fn read(&mut self, table: &mut PortTable) -> bool {
+        // A discovered namespace's coming and going is logged by the
+        // discovery ("found", "gone"); here only netlink failing and working
+        // again.
+        let discovered = self.expected.is_some();
         let now = identity(&self.path)
             .ok()
             .filter(|now| self.expected.is_none_or(|e| e == *now));
         let Some(now) = now else {
             self.step.netlink.close();
             self.seen = None;
-            if self.moved_to(NamespaceState::Missing) {
+            if self.moved_to(NamespaceState::Missing).is_some() && !discovered {
                 info!("{}: not there; skipped until it is", self.label);
             }
             return false;
@@ -342,7 +346,9 @@ impl NamespaceGatherer {
         if self.seen != Some(now) {
             // First read, or a namespace made again under the same path.
             if self.seen.is_some() || self.state == NamespaceState::Missing {
-                info!("{}: there (again); reading it", self.label);
+                if !discovered {
+                    info!("{}: there (again); reading it", self.label);
+                }
                 self.state = NamespaceState::Starting;
             }
             self.step.netlink.close();
@@ -350,13 +356,14 @@ impl NamespaceGatherer {
         }
         match self.step.gather(table) {
             Ok(()) => {
-                if self.moved_to(NamespaceState::Reading) {
+                let was = self.moved_to(NamespaceState::Reading);
+                if was.is_some_and(|was| !discovered || was == NamespaceState::Failing) {
                     info!("{}: reading sockets from netlink (sock_diag)", self.label);
                 }
                 true
             }
             Err(err) => {
-                if self.moved_to(NamespaceState::Failing) {
+                if self.moved_to(NamespaceState::Failing).is_some() {
                     warn!(
                         "{}: netlink failed: {err}; nothing dispatched for it until it works",
                         self.label
@@ -367,8 +374,10 @@ impl NamespaceGatherer {
         }
     }
 
-    /// Moves to `state`; `true` when that is a change, to be logged once.
-    fn moved_to(&mut self, state: NamespaceState) -> bool {
-        std::mem::replace(&mut self.state, state) != state
+    /// Moves to `state`; the state before when that is a change, to be
+    /// logged once.
+    fn moved_to(&mut self, state: NamespaceState) -> Option<NamespaceState> {
+        let was = std::mem::replace(&mut self.state, state);
+        (was != state).then_some(was)
     }
 }

@@ -428,6 +428,18 @@ fn namespace_all_finds_unnamed_namespaces_by_cgroup_and_forgets_gone_ones() {
         rows(c, &n1) >= before + 4
     });
     assert_eq!(rows(&csv, &n2), stopped, "{}", collectd.log());
+    // Its whole life in the log: found, gone (its process ending before the
+    // scan noticed is no line of its own).
+    let log = collectd.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("namespace {}", c2.leaf())))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains("found namespace") && lines[1].contains("gone"),
+        "{lines:#?}"
+    );
     assert_eq!(
         values_of(&csv, &n1),
         series(&n1, &[("LISTEN", 1.0), ("ESTABLISHED", 2.0)])

@@ -23,7 +23,14 @@ fn cgroup2() -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mount = tcpconns::cgroup::v2_mount(&mountinfo);
     if mount.is_none() {
-        eprintln!("skipped: no cgroup v2 hierarchy mounted here");
+        // Straight to the descriptor: libtest keeps eprintln! of a passing
+        // test to itself.
+        let thread = std::thread::current();
+        let line = format!(
+            "skipped {}: no cgroup v2 hierarchy mounted here\n",
+            thread.name().unwrap_or("this test")
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     mount
 }
@@ -167,6 +174,35 @@ fn ss_series(
     out
 }
 
+/// Reads of `instance` that reached csv (rows of its LISTEN file).
+fn rows(csv: &Csv, instance: &str) -> usize {
+    csv.tcpconns_rows()
+        .get(&(instance.to_string(), "LISTEN".to_string()))
+        .map_or(0, Vec::len)
+}
+
+/// What a test that makes cgroups needs: root (else a skip line), the
+/// cgroup v2 mount (else a skip line), this file's lock, and the test
+/// process's own cgroup to come back to.
+struct CgroupTest {
+    mount: PathBuf,
+    home: Cgroup,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+fn cgroup_test() -> Option<CgroupTest> {
+    if !root_or_skip("make cgroups and network namespaces and run collectd") {
+        return None;
+    }
+    let mount = cgroup2()?;
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    Some(CgroupTest {
+        home: home(&mount),
+        mount,
+        _one: one,
+    })
+}
+
 fn start(dir_tag: &str, ns: &Netns, block: &str, interval: f64) -> Collectd {
     let dir = TempDir::new(dir_tag);
     let conf = Conf::new(dir.path(), "test", interval)
@@ -182,19 +218,17 @@ fn start(dir_tag: &str, ns: &Netns, block: &str, interval: f64) -> Collectd {
 
 #[test]
 fn named_cgroups_count_their_sockets_and_those_below_exactly() {
-    require_root!("make cgroups and network namespaces and run collectd");
-    let Some(mount) = cgroup2() else { return };
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(t) = cgroup_test() else { return };
+    let (mount, home) = (&t.mount, &t.home);
     let tag = format!("tcpc-{}", std::process::id());
-    let home = home(&mount);
-    let a = Cgroup::new(&mount, &format!("/{tag}-a"));
-    let w = Cgroup::new(&mount, &format!("/{tag}-a/worker"));
-    let b = Cgroup::new(&mount, &format!("/{tag}-b"));
+    let a = Cgroup::new(mount, &format!("/{tag}-a"));
+    let w = Cgroup::new(mount, &format!("/{tag}-a/worker"));
+    let b = Cgroup::new(mount, &format!("/{tag}-b"));
     let ns = Netns::new("cgroups");
     let mut pop = Population::new(&ns);
-    inside(&a, &home, || pop.listen_v4(8080));
-    inside(&w, &home, || pop.listen_v6(9090));
-    inside(&b, &home, || {
+    inside(&a, home, || pop.listen_v4(8080));
+    inside(&w, home, || pop.listen_v6(9090));
+    inside(&b, home, || {
         pop.listen_v4(7070)
             // Clients in b; the accepted ends belong to the listener's cgroup.
             .established(8080, 2, Family::V4)
@@ -202,7 +236,7 @@ fn named_cgroups_count_their_sockets_and_those_below_exactly() {
             // A TIME_WAIT is no full socket: no cgroup.
             .time_wait(8080, 1)
     });
-    inside(&a, &home, || pop.established(7070, 1, Family::V4));
+    inside(&a, home, || pop.established(7070, 1, Family::V4));
     pop.settle(&ns);
 
     // What the test made, per cgroup (a counts its worker too).
@@ -252,21 +286,19 @@ fn named_cgroups_count_their_sockets_and_those_below_exactly() {
 
 #[test]
 fn depth_mode_follows_cgroups_as_they_come_and_go_within_the_limit() {
-    require_root!("make cgroups and network namespaces and run collectd");
-    let Some(mount) = cgroup2() else { return };
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(t) = cgroup_test() else { return };
+    let (mount, home) = (&t.mount, &t.home);
     let tag = format!("tcpc-{}-d", std::process::id());
-    let home = home(&mount);
-    let parent = Cgroup::new(&mount, &format!("/{tag}"));
-    let s1 = Cgroup::new(&mount, &format!("/{tag}/s1"));
-    let s2 = Cgroup::new(&mount, &format!("/{tag}/s2"));
-    let s3 = Cgroup::new(&mount, &format!("/{tag}/s3"));
+    let parent = Cgroup::new(mount, &format!("/{tag}"));
+    let s1 = Cgroup::new(mount, &format!("/{tag}/s1"));
+    let s2 = Cgroup::new(mount, &format!("/{tag}/s2"));
+    let s3 = Cgroup::new(mount, &format!("/{tag}/s3"));
     let ns = Netns::new("cgdepth");
     // 7, 5 and 3 sockets: a listener and 3, 2, 1 connections (both ends).
     let mut pops = Vec::new();
     for (cg, port, conns) in [(&s1, 7001, 3), (&s2, 7002, 2), (&s3, 7003, 1)] {
         let mut pop = Population::new(&ns);
-        inside(cg, &home, || {
+        inside(cg, home, || {
             pop.listen_v4(port).established(port, conns, Family::V4)
         });
         pops.push(pop);
@@ -300,11 +332,6 @@ fn depth_mode_follows_cgroups_as_they_come_and_go_within_the_limit() {
     let gone = pops.remove(0);
     drop(gone);
     drop(s1);
-    let rows = |csv: &Csv, instance: &str| {
-        csv.tcpconns_rows()
-            .get(&(instance.to_string(), "LISTEN".to_string()))
-            .map_or(0, Vec::len)
-    };
     let at_removal = collectd.csv();
     let s1_rows = rows(&at_removal, "s1-cgroup");
     let s2_rows = rows(&at_removal, "s2-cgroup");
@@ -349,13 +376,12 @@ fn depth_mode_follows_cgroups_as_they_come_and_go_within_the_limit() {
 
 #[test]
 fn namespace_all_finds_unnamed_namespaces_by_cgroup_and_forgets_gone_ones() {
-    require_root!("make cgroups and network namespaces and run collectd");
-    let Some(mount) = cgroup2() else { return };
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(t) = cgroup_test() else { return };
+    let mount = &t.mount;
     let tag = format!("tcpc-{}-ns", std::process::id());
     // Made first, removed last: after the processes in them have ended.
-    let c1 = Cgroup::new(&mount, &format!("/{tag}1"));
-    let c2 = Cgroup::new(&mount, &format!("/{tag}2"));
+    let c1 = Cgroup::new(mount, &format!("/{tag}1"));
+    let c2 = Cgroup::new(mount, &format!("/{tag}2"));
     let own = Netns::new("nsall");
     let named = Netns::new("nsall-named");
     let u1 = Netns::unnamed("u1");
@@ -412,11 +438,6 @@ fn namespace_all_finds_unnamed_namespaces_by_cgroup_and_forgets_gone_ones() {
     );
 
     // u2's process ends and its sockets close: the namespace goes.
-    let rows = |csv: &Csv, instance: &str| {
-        csv.tcpconns_rows()
-            .get(&(instance.to_string(), "LISTEN".to_string()))
-            .map_or(0, Vec::len)
-    };
     drop(pops.remove(2));
     drop(u2);
     collectd.wait_log("u2 gone", Duration::from_secs(20), |log| {
@@ -450,14 +471,12 @@ fn namespace_all_finds_unnamed_namespaces_by_cgroup_and_forgets_gone_ones() {
 
 #[test]
 fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
-    require_root!("make cgroups and network namespaces and run collectd");
-    let Some(mount) = cgroup2() else { return };
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let home = home(&mount);
-    let a = Cgroup::new(&mount, &format!("/tcpc-{}-fb", std::process::id()));
+    let Some(t) = cgroup_test() else { return };
+    let (mount, home) = (&t.mount, &t.home);
+    let a = Cgroup::new(mount, &format!("/tcpc-{}-fb", std::process::id()));
     let ns = Netns::new("cgfallback");
     let mut pop = Population::new(&ns);
-    inside(&a, &home, || {
+    inside(&a, home, || {
         pop.listen_v4(8080).established(8080, 2, Family::V4)
     });
     pop.settle(&ns);
@@ -483,11 +502,6 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
         ..Launch::default()
     };
     let mut c = Collectd::start(dir, &conf, &launch);
-    let rows = |csv: &Csv, instance: &str| {
-        csv.tcpconns_rows()
-            .get(&(instance.to_string(), "LISTEN".to_string()))
-            .map_or(0, Vec::len)
-    };
     c.wait_for(
         "2 reads with the cgroup series",
         Duration::from_secs(20),
@@ -576,22 +590,20 @@ fn without_a_cgroup_v2_hierarchy_one_line_at_init_and_the_rest_as_before() {
 
 #[test]
 fn the_shipped_cgroups_snippet_reports_each_service() {
-    require_root!("make cgroups and network namespaces and run collectd");
-    let Some(mount) = cgroup2() else { return };
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let home = home(&mount);
+    let Some(t) = cgroup_test() else { return };
+    let (mount, home) = (&t.mount, &t.home);
     let slice = Cgroup::new(
-        &mount,
+        mount,
         &format!("/tcpc-{}-snippet.slice", std::process::id()),
     );
-    let web = Cgroup::new(&mount, &format!("{}/web.service", slice.path));
-    let db = Cgroup::new(&mount, &format!("{}/db.service", slice.path));
+    let web = Cgroup::new(mount, &format!("{}/web.service", slice.path));
+    let db = Cgroup::new(mount, &format!("{}/db.service", slice.path));
     let ns = Netns::new("cgsnippet");
     let mut pop = Population::new(&ns);
-    inside(&db, &home, || pop.listen_v4(5432));
+    inside(&db, home, || pop.listen_v4(5432));
     // web listens on 443 and is a client of db twice; clients of web come
     // from outside any depth-2 cgroup (the test's own).
-    inside(&web, &home, || {
+    inside(&web, home, || {
         pop.listen_v4(443).established(5432, 2, Family::V4)
     });
     pop.established(443, 3, Family::V4);

@@ -5,7 +5,7 @@
 # (demo population), and for tests/prometheus.rs the Prometheus server and
 # promtool, curl, and the two libraries collectd's write_prometheus.so needs
 # (collectd-core only suggests them). Rust comes from rustup or Debian's
-# cargo (>= 1.77).
+# cargo (>= 1.81: `cargo +1.81 test --no-run --all-targets` builds).
 set -euo pipefail
 
 need=()
@@ -34,7 +34,7 @@ fi
 # Debian's collectd-core ships the C plugin we compare against.
 test -f /usr/lib/collectd/tcpconns.so
 if ! cargo --version >/dev/null 2>&1; then
-  echo "setup: cargo does not run; install Rust 1.77 or newer (rustup)" >&2
+  echo "setup: cargo does not run; install Rust 1.81 or newer (rustup)" >&2
   exit 1
 fi
 # tests/install.rs builds the Debian package with cargo-deb (pinned; needs

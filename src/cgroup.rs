@@ -116,7 +116,7 @@ pub struct Hierarchy {
     /// Ids a walk did not find (a cgroup removed while its sockets live on):
     /// not looked for again, so they cost no walk per read.
     unknown: HashSet<u64, BuildHasherDefault<IdHasher>>,
-    /// Walks done so far (for tests and the log).
+    /// Walks done so far (what the tests look at).
     pub walks: u64,
 }
 

@@ -453,7 +453,7 @@ fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
 
 /// A name for a namespace or cgroup series: letters, digits, `.`, `_`, `-`,
 /// at most `max` bytes. Safe as a csv/rrd directory and a Graphite node.
-pub fn valid_name(name: &str, max: usize) -> bool {
+fn valid_name(name: &str, max: usize) -> bool {
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     !name.is_empty() && name.len() <= max && name.chars().all(valid)
 }

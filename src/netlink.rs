@@ -698,11 +698,7 @@ mod tests {
     const DUMP_INFO: &[u8] = include_bytes!("../tests/fixtures/netlink_dump_info.bin");
 
     fn health_dump() -> Vec<Socket> {
-        let fields = Fields {
-            addresses: false,
-            health: true,
-            cgroup: false,
-        };
+        let fields = Fields::HEALTH;
         let mut got = Vec::new();
         for d in datagrams(DUMP_INFO) {
             parse_datagram(d, 9, fields, &mut |s: &Socket| got.push(*s)).unwrap();
@@ -765,10 +761,7 @@ mod tests {
                     (id.parse().unwrap(), path)
                 })
                 .collect();
-        let fields = Fields {
-            cgroup: true,
-            ..Fields::default()
-        };
+        let fields = Fields::CGROUP;
         let mut got = Vec::new();
         for d in datagrams(DUMP_CGROUP) {
             parse_datagram(d, 5, fields, &mut |s: &Socket| {
@@ -816,10 +809,7 @@ mod tests {
         msg.extend_from_slice(&8u16.to_ne_bytes()); // rta_len: header + 4
         msg.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
         msg.extend_from_slice(&[1, 2, 3, 4]);
-        let fields = Fields {
-            cgroup: true,
-            ..Fields::default()
-        };
+        let fields = Fields::CGROUP;
         let err = parse_datagram(&msg, 3, fields, &mut |_: &Socket| {}).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -867,11 +857,7 @@ mod tests {
 
     #[test]
     fn a_malformed_attribute_is_an_error_not_a_panic() {
-        let health = Fields {
-            addresses: false,
-            health: true,
-            cgroup: false,
-        };
+        let health = Fields::HEALTH;
         let mut p = vec![0u8; RESPONSE_LEN];
         p[MSG_STATE_AT] = 1;
         for attrs in [

@@ -90,6 +90,8 @@ const SCAN_EVERY_READS: u32 = 5;
 /// `Namespace "all"`: the namespaces found and followed, by identity.
 struct Discovery {
     config: Config,
+    /// collectd's own namespace, read already: never followed.
+    own: Option<Identity>,
     found: Vec<(Identity, Target)>,
     /// Reads until the next scan.
     wait: u32,
@@ -106,16 +108,18 @@ impl Discovery {
             return;
         }
         self.wait = SCAN_EVERY_READS - 1;
-        // collectd's own namespace and the configured ones are read already.
-        let mut skip: Vec<Identity> = identity(Path::new("/proc/self/ns/net"))
+        // collectd's own namespace and the configured ones (as they are
+        // now: one may be made again) are read already.
+        let skip: Vec<Identity> = self
+            .own
             .into_iter()
+            .chain(
+                self.config
+                    .namespaces
+                    .iter()
+                    .filter_map(|n| identity(&n.path).ok()),
+            )
             .collect();
-        skip.extend(
-            self.config
-                .namespaces
-                .iter()
-                .filter_map(|n| identity(&n.path).ok()),
-        );
         // Names in use stay theirs: a new namespace gets another.
         let taken: Vec<String> = self
             .config
@@ -378,6 +382,7 @@ unsafe extern "C" fn init_callback() -> c_int {
         }
         let discovery = config.all_namespaces.then(|| Discovery {
             config: config.clone(),
+            own: identity(Path::new("/proc/self/ns/net")).ok(),
             found: Vec::new(),
             wait: 0,
             over_limit: false,
@@ -481,27 +486,30 @@ fn set_name(field: &mut [c_char; 128], text: &[u8]) {
     field[len] = 0;
 }
 
-/// Writes a plugin instance (`all`, `22-local`, `443-remote`, with a
-/// namespace: `web-22-local`) into `field`.
-fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, instance: Instance) {
+/// Writes a plugin instance, `name` after `<prefix>-` for another
+/// namespace (`22-local`, `web-22-local`, `web-nginx.service-cgroup`), into
+/// `field`.
+fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, name: impl std::fmt::Display) {
     let mut text = [0u8; 128];
     let free = {
         let mut cursor = &mut text[..];
-        // Namespace names are at most 63 bytes, so this fits; a failed
-        // write would only shorten the name.
-        if let Some(prefix) = prefix {
-            let _ = write!(cursor, "{prefix}-");
-        }
-        let _ = match instance {
-            Instance::All => write!(cursor, "all"),
-            Instance::Local(port) => write!(cursor, "{port}-local"),
-            Instance::Remote(port) => write!(cursor, "{port}-remote"),
-            Instance::LocalNet(net) => write!(cursor, "{}-local", net.display('_')),
-            Instance::RemoteNet(net) => write!(cursor, "{}-remote", net.display('_')),
+        // Namespace names are at most 63 bytes and cgroup names 56, so this
+        // fits; a failed write would only shorten the name.
+        let _ = match prefix {
+            Some(prefix) => write!(cursor, "{prefix}-{name}"),
+            None => write!(cursor, "{name}"),
         };
         cursor.len()
     };
     set_name(field, &text[..text.len() - free]);
+}
+
+/// One value list per state, as the C plugin sends them.
+fn submit_states(vl: &mut value_list_t, counts: &Counts) {
+    for state in TcpState::ALL {
+        let n = f64::from(counts[state.index()]);
+        submit(vl, b"tcp_connections", state.name().as_bytes(), n);
+    }
 }
 
 /// One value list per cgroup series and state: plugin instance
@@ -509,21 +517,12 @@ fn set_instance(field: &mut [c_char; 128], prefix: Option<&str>, instance: Insta
 fn dispatch_cgroups(prefix: Option<&str>, series: &[(String, Counts)]) {
     let mut vl = value_list();
     for (name, counts) in series {
-        let mut text = [0u8; 128];
-        let free = {
-            let mut cursor = &mut text[..];
-            // Names are short enough to fit (config::MAX_CGROUP_NAME).
-            if let Some(prefix) = prefix {
-                let _ = write!(cursor, "{prefix}-");
-            }
-            let _ = write!(cursor, "{name}-cgroup");
-            cursor.len()
-        };
-        set_name(&mut vl.plugin_instance, &text[..text.len() - free]);
-        for state in TcpState::ALL {
-            let n = f64::from(counts[state.index()]);
-            submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
-        }
+        set_instance(
+            &mut vl.plugin_instance,
+            prefix,
+            format_args!("{name}-cgroup"),
+        );
+        submit_states(&mut vl, counts);
     }
 }
 
@@ -597,10 +596,7 @@ fn dispatch(prefix: Option<&str>, table: &PortTable, source: Source) {
     let mut vl = value_list();
     for (instance, counts, health) in table.series() {
         set_instance(&mut vl.plugin_instance, prefix, instance);
-        for state in TcpState::ALL {
-            let n = f64::from(counts[state.index()]);
-            submit(&mut vl, b"tcp_connections", state.name().as_bytes(), n);
-        }
+        submit_states(&mut vl, counts);
         if table.reports_health() {
             submit_health(&mut vl, health, source);
         }

@@ -294,16 +294,8 @@ mod tests {
     use super::*;
     use crate::Scratch;
 
-    const PORTS: Fields = Fields {
-        addresses: false,
-        health: false,
-        cgroup: false,
-    };
-    const ADDRESSES: Fields = Fields {
-        addresses: true,
-        health: false,
-        cgroup: false,
-    };
+    const PORTS: Fields = Fields::PORTS;
+    const ADDRESSES: Fields = Fields::ADDRESSES;
 
     const TCP: &str = include_str!("../tests/fixtures/proc_net_tcp.txt");
     const TCP6: &str = include_str!("../tests/fixtures/proc_net_tcp6.txt");
@@ -380,11 +372,7 @@ mod tests {
         // tx_queue 0x20 (32 bytes unacknowledged), rx_queue 0x1f4 (500
         // bytes unread), ESTABLISHED.
         let line = b"   4: 0100007F:9C40 0100007F:1F90 01 00000020:000001F4 01:00000014 00000000     0        0 7 1";
-        let health = Fields {
-            addresses: false,
-            health: true,
-            cgroup: false,
-        };
+        let health = Fields::HEALTH;
         let s = parse_line(line, health).unwrap().unwrap();
         assert_eq!((s.rqueue, s.wqueue), (500, Some(32)));
         assert_eq!(s.info, None, "procfs has no tcp_info");

@@ -17,6 +17,31 @@ pub struct Fields {
     pub cgroup: bool,
 }
 
+impl Fields {
+    /// Ports, state and the queue fields only: what the C plugin's
+    /// selection needs (the default).
+    pub const PORTS: Fields = Fields {
+        addresses: false,
+        health: false,
+        cgroup: false,
+    };
+    /// Also both addresses.
+    pub const ADDRESSES: Fields = Fields {
+        addresses: true,
+        ..Fields::PORTS
+    };
+    /// Also every socket's queues and `tcp_info`.
+    pub const HEALTH: Fields = Fields {
+        health: true,
+        ..Fields::PORTS
+    };
+    /// Also the cgroup id.
+    pub const CGROUP: Fields = Fields {
+        cgroup: true,
+        ..Fields::PORTS
+    };
+}
+
 /// One TCP socket as read from netlink or procfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Socket {

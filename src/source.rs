@@ -334,7 +334,7 @@ impl NamespaceGatherer {
         let discovered = self.expected.is_some();
         let now = identity(&self.path)
             .ok()
-            .filter(|now| self.expected.is_none_or(|e| e == *now));
+            .filter(|now| self.expected.map_or(true, |e| e == *now));
         let Some(now) = now else {
             self.step.netlink.close();
             self.seen = None;

@@ -74,6 +74,21 @@ pub enum Instance {
     RemoteNet(Network),
 }
 
+impl std::fmt::Display for Instance {
+    /// The plugin instance: `all`, `22-local`, `443-remote`,
+    /// `10.0.0.0_8-local` (a `/` would make a directory in csv and rrd
+    /// paths).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Instance::All => f.write_str("all"),
+            Instance::Local(port) => write!(f, "{port}-local"),
+            Instance::Remote(port) => write!(f, "{port}-remote"),
+            Instance::LocalNet(net) => write!(f, "{}-local", net.display('_')),
+            Instance::RemoteNet(net) => write!(f, "{}-remote", net.display('_')),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct PortEntry {
     port: u16,
@@ -124,9 +139,8 @@ pub struct PortTable {
     networks: Vec<(Instance, Network, Counts, Health)>,
     /// `Cgroup`/`CgroupDepth`: this read's connections per cgroup id.
     cgroups: Option<CgroupCounts>,
-    /// Sockets handed to this read (a listener in both passes counts
-    /// twice); only whether it is 0 matters.
-    seen: u32,
+    /// Whether this read was handed any socket.
+    saw_sockets: bool,
     ignored: u32,
 }
 
@@ -155,7 +169,7 @@ impl PortTable {
                 .map(|(i, n)| (i, n, [0; STATE_COUNT], Health::default()))
                 .collect(),
             cgroups: config.cgroups.any().then(CgroupCounts::default),
-            seen: 0,
+            saw_sockets: false,
             ignored: 0,
         };
         for &port in &config.local_ports {
@@ -196,7 +210,7 @@ impl PortTable {
         if let Some(cgroups) = &mut self.cgroups {
             cgroups.clear();
         }
-        self.seen = 0;
+        self.saw_sockets = false;
         self.ignored = 0;
     }
 
@@ -204,7 +218,7 @@ impl PortTable {
     /// connections are then counted and reported as `<port>-local`, and its
     /// accept queue is added to the port's.
     pub fn add_listener(&mut self, socket: &Socket) {
-        self.seen = self.seen.saturating_add(1);
+        self.saw_sockets = true;
         if socket.local == 0 {
             return;
         }
@@ -227,7 +241,7 @@ impl PortTable {
     /// counted in [`PortTable::ignored`]).
     #[inline]
     pub fn count(&mut self, local: u16, remote: u16, state: u8) {
-        self.seen = self.seen.saturating_add(1);
+        self.saw_sockets = true;
         let Some(state) = TcpState::from_kernel(state) else {
             self.ignored = self.ignored.saturating_add(1);
             return;
@@ -319,7 +333,7 @@ impl PortTable {
     /// Whether this read saw any socket, whatever its port or state (a
     /// discovered namespace without one is not reported).
     pub fn saw_sockets(&self) -> bool {
-        self.seen > 0
+        self.saw_sockets
     }
 
     /// Sockets ignored in this read for a state outside 1..=11.

@@ -13,21 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use tcpconns::procfs::parse_line;
 use tcpconns::socket::Fields;
 
-const PORTS: Fields = Fields {
-    addresses: false,
-    health: false,
-    cgroup: false,
-};
-const ADDRESSES: Fields = Fields {
-    addresses: true,
-    health: false,
-    cgroup: false,
-};
-const HEALTH: Fields = Fields {
-    addresses: false,
-    health: true,
-    cgroup: false,
-};
+const PORTS: Fields = Fields::PORTS;
+const ADDRESSES: Fields = Fields::ADDRESSES;
+const HEALTH: Fields = Fields::HEALTH;
 
 /// LISTEN, the only state whose line carries a queue that is read.
 const LISTEN: u8 = 10;

@@ -430,12 +430,10 @@ fn read_target(
     if_any: bool,
 ) -> Result<(), ()> {
     let source = match &mut target.gatherer {
+        // Both sources failing is logged by the gatherer, once.
         Gatherer::Host(gatherer) => match gatherer.read(&mut target.table) {
             Ok(source) => source,
-            Err(err) => {
-                error!("reading sockets failed, nothing dispatched: {err}");
-                return Err(());
-            }
+            Err(_) => return Err(()),
         },
         // Another namespace missing or failing is logged once by its
         // gatherer and fails nothing else.

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use log::{info, warn};
+use log::{error, info, warn};
 
 use crate::config::Namespace;
 use crate::filter;
@@ -167,6 +167,8 @@ pub struct HostGatherer {
     procfs: Procfs,
     mode: HostMode,
     warned_bad_lines: bool,
+    /// The last read failed in both sources (said once, until one works).
+    failing: bool,
 }
 
 impl HostGatherer {
@@ -177,11 +179,30 @@ impl HostGatherer {
             procfs: Procfs::new(std::path::Path::new("/proc/net"), fields),
             mode: HostMode::Starting,
             warned_bad_lines: false,
+            failing: false,
         }
     }
 
-    /// Fills `table` with this read's sockets.
+    /// Fills `table` with this read's sockets. When both sources fail,
+    /// that is logged once, and again only after one has worked; collectd
+    /// itself logs each failed read as it suspends the plugin.
     pub fn read(&mut self, table: &mut PortTable) -> Result<Source, GatherError> {
+        let result = self.read_sources(table);
+        match (&result, self.failing) {
+            (Err(err), false) => error!(
+                "reading sockets failed, nothing dispatched until a source works again: {err}"
+            ),
+            // Back on netlink says so itself ("netlink works again").
+            (Ok(Source::Procfs), true) => {
+                info!("reading sockets works again, from /proc/net/tcp and /proc/net/tcp6")
+            }
+            _ => {}
+        }
+        self.failing = result.is_err();
+        result
+    }
+
+    fn read_sources(&mut self, table: &mut PortTable) -> Result<Source, GatherError> {
         let netlink_error = match self.mode {
             HostMode::Procfs { wait, next_wait } if wait > 0 => {
                 self.mode = HostMode::Procfs {
@@ -225,10 +246,18 @@ impl HostGatherer {
         }
         match self.gather_procfs(table) {
             Ok(()) => Ok(Source::Procfs),
-            Err(procfs) => Err(GatherError {
-                netlink: netlink_error,
-                procfs,
-            }),
+            Err(procfs) => {
+                // Netlink waits its turn only while procfs serves the
+                // reads; with neither working, the next read tries it
+                // first (collectd already spaces out failing reads).
+                if let HostMode::Procfs { wait, .. } = &mut self.mode {
+                    *wait = 0;
+                }
+                Err(GatherError {
+                    netlink: netlink_error,
+                    procfs,
+                })
+            }
         }
     }
 

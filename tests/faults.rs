@@ -28,6 +28,7 @@ fn tcpconns_lines(log: &str) -> Vec<&str> {
 
 #[test]
 fn bad_configs_stop_collectd_with_one_line_naming_key_value_and_range() {
+    require_collectd!();
     let range = "expected a whole number from 1 to 65535";
     let cases: &[(&str, &str)] = &[
         ("LocalPort 0", "LocalPort: invalid port \"0.000000\""),
@@ -318,6 +319,27 @@ fn missing_tcp6_means_no_ipv6_and_still_counts_ipv4() {
     assert!(run.rows.values().all(|r| r.len() >= 2), "{:?}", run.rows);
 }
 
+/// collectd's own line for each read of ours that failed (it then
+/// suspends the plugin for twice as long as the last time).
+const READ_FAILED: &str = "read-function of plugin `tcpconns' failed";
+
+/// Waits until collectd has logged three failed reads of ours.
+fn three_failed_reads(c: &mut Collectd) {
+    c.wait_log("3 failed tcpconns reads", WAIT, |log| {
+        log.matches(READ_FAILED).count() >= 3
+    });
+}
+
+/// Our line when both sources fail, netlink refused by the no_netlink shim.
+fn both_failed_line(file: &str) -> String {
+    format!(
+        "[error] tcpconns plugin: reading sockets failed, nothing dispatched until a source \
+         works again: netlink failed (socket(AF_NETLINK, NETLINK_SOCK_DIAG) on the sock_diag \
+         socket failed: Permission denied (os error 13)) and cannot read {file}: Permission \
+         denied (os error 13)"
+    )
+}
+
 #[test]
 fn an_unreadable_table_dispatches_nothing_rather_than_wrong_counts() {
     require_root!();
@@ -325,22 +347,74 @@ fn an_unreadable_table_dispatches_nothing_rather_than_wrong_counts() {
         ("tcp6acc", "/proc/net/tcp6=EACCES", "/proc/net/tcp6"),
         ("tcpacc", "/proc/net/tcp=EACCES", "/proc/net/tcp"),
     ] {
-        let (run, _) = with_procfs_faults(tag, faults, false, three_witness_reads);
+        let (run, _) = with_procfs_faults(tag, faults, false, three_failed_reads);
         assert!(run.status.is_none(), "{}", run.log);
         assert!(run.values.is_empty(), "{tag}: dispatched {:?}", run.values);
-        let line = format!(
-            "[error] tcpconns plugin: reading sockets failed, nothing dispatched: netlink failed \
-             (socket(AF_NETLINK, NETLINK_SOCK_DIAG) on the sock_diag socket failed: Permission \
-             denied (os error 13)) and cannot read {file}: Permission denied (os error 13)"
-        );
-        assert!(run.log.contains(&line), "{tag}: want {line}\n{}", run.log);
-        assert!(
+        // Three failed reads, our line once (the one read that netlink
+        // was tried in gives the whole reason).
+        assert!(run.log.matches(READ_FAILED).count() >= 3, "{}", run.log);
+        let line = both_failed_line(file);
+        assert_eq!(
+            run.log.matches(&line).count(),
+            1,
+            "{tag}: want {line}\n{}",
             run.log
-                .contains("read-function of plugin `tcpconns' failed"),
+        );
+        assert_eq!(
+            run.log.matches("reading sockets failed").count(),
+            1,
             "{}",
             run.log
         );
     }
+}
+
+/// Both sources failing, then netlink back: one line for each change, and
+/// the first read after it dispatches exact values.
+#[test]
+fn both_sources_failing_is_said_once_and_so_is_their_recovery() {
+    require_root!();
+    let ns = Netns::new("bothfail");
+    let pop = mixed_population(&ns);
+    let scratch = TempDir::new("bothfail");
+    let flag = scratch.path().join("no-netlink");
+    std::fs::write(&flag, "").unwrap();
+    let preload = format!(
+        "{} {}",
+        no_netlink_shim().display(),
+        proc_faults_shim().display()
+    );
+    let env = [
+        ("LD_PRELOAD", preload.as_str()),
+        ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
+        ("PROC_FAULTS", "/proc/net/tcp=EACCES"),
+    ];
+    let block =
+        format!("<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>\n{WITNESS}");
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, &block, &env, 0.5);
+    three_failed_reads(&mut c);
+    std::fs::remove_file(&flag).unwrap();
+    c.wait_reads(2, WAIT);
+    let run = c.finish();
+    assert_eq!(
+        run.log.matches(&both_failed_line("/proc/net/tcp")).count(),
+        1,
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        run.log.matches("reading sockets failed").count(),
+        1,
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        run.log.matches("netlink works again").count(),
+        1,
+        "{}",
+        run.log
+    );
+    run.assert_each_read(&listening_and_remote_22(&pop), 2, None);
 }
 
 #[test]

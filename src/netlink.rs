@@ -30,8 +30,10 @@ const NLMSG_LEN_AT: usize = 0;
 const NLMSG_TYPE_AT: usize = 4;
 const NLMSG_FLAGS_AT: usize = 6;
 const NLMSG_SEQ_AT: usize = 8;
-/// The first field of an `NLMSG_DONE` or `NLMSG_ERROR` payload: a status.
+/// The first field of an `NLMSG_DONE` or `NLMSG_ERROR` payload: a status
+/// (an `int`).
 const STATUS_AT: usize = 0;
+const STATUS_LEN: usize = 4;
 
 // `struct inet_diag_msg`: family, state, timer, retrans, then the 48-byte
 // `inet_diag_sockid` (sport and dport in network order, then the source
@@ -55,6 +57,8 @@ const INET_DIAG_INFO: u16 = 2;
 const INET_DIAG_CGROUP_ID: u16 = 21;
 /// `struct rtattr`: length (including itself), then the type.
 const RTA_HEADER_LEN: usize = 4;
+const RTA_LEN_AT: usize = 0;
+const RTA_TYPE_AT: usize = 2;
 // `struct tcp_info`: the two fields read, and the length that holds both.
 const TCPI_RETRANS_AT: usize = 36;
 const TCPI_RTT_AT: usize = 68;
@@ -136,7 +140,7 @@ pub fn request(out: &mut Vec<u8>, seq: u32, states: u32, filter: &[u8], info: bo
     let attr_len = if filter.is_empty() {
         0
     } else {
-        4 + filter.len()
+        RTA_HEADER_LEN + filter.len()
     };
     let len = REQUEST_LEN + attr_len;
     out.clear();
@@ -196,7 +200,7 @@ struct Attributes {
 fn attributes(mut attrs: &[u8], fields: Fields) -> Result<Attributes, NetlinkError> {
     let mut found = Attributes::default();
     while attrs.len() >= RTA_HEADER_LEN {
-        let len = usize::from(u16_ne(attrs, 0));
+        let len = usize::from(u16_ne(attrs, RTA_LEN_AT));
         if len < RTA_HEADER_LEN || len > attrs.len() {
             return Err(NetlinkError::Malformed(format!(
                 "attribute length {len} with {} bytes left in the message",
@@ -204,7 +208,7 @@ fn attributes(mut attrs: &[u8], fields: Fields) -> Result<Attributes, NetlinkErr
             )));
         }
         let value = &attrs[RTA_HEADER_LEN..len];
-        match u16_ne(attrs, 2) {
+        match u16_ne(attrs, RTA_TYPE_AT) {
             INET_DIAG_INFO if fields.health => {
                 if value.len() < TCPI_MIN_LEN {
                     return Err(NetlinkError::Malformed(format!(
@@ -312,14 +316,14 @@ pub fn parse_datagram(
             }
             NLMSG_DONE => {
                 // The kernel puts the dump's final status here.
-                if payload.len() >= 4 {
+                if payload.len() >= STATUS_AT + STATUS_LEN {
                     kernel_status("NLMSG_DONE", u32_ne(payload, STATUS_AT) as i32)?;
                 }
                 progress.done = true;
                 return Ok(progress);
             }
             NLMSG_ERROR => {
-                if payload.len() < 4 {
+                if payload.len() < STATUS_AT + STATUS_LEN {
                     return Err(NetlinkError::Malformed(
                         "NLMSG_ERROR without an error code".into(),
                     ));
@@ -565,10 +569,10 @@ mod tests {
 
     fn socket_msg(seq: u32, flags: u16, local: u16, remote: u16, state: u8) -> Vec<u8> {
         let mut p = vec![0u8; RESPONSE_LEN];
-        p[0] = AF_INET;
-        p[1] = state;
-        p[4..6].copy_from_slice(&local.to_be_bytes());
-        p[6..8].copy_from_slice(&remote.to_be_bytes());
+        p[MSG_FAMILY_AT] = AF_INET;
+        p[MSG_STATE_AT] = state;
+        p[MSG_SPORT_AT..MSG_SPORT_AT + 2].copy_from_slice(&local.to_be_bytes());
+        p[MSG_DPORT_AT..MSG_DPORT_AT + 2].copy_from_slice(&remote.to_be_bytes());
         message(TCPDIAG_GETSOCK, flags, seq, &p)
     }
 
@@ -608,11 +612,12 @@ mod tests {
         assert!(crate::filter::build(&mut bc, &[22], &[]));
         let mut got = Vec::new();
         request(&mut got, 1, 0xffe, &bc, false);
-        assert_eq!(got.len(), REQUEST_LEN + 4 + bc.len());
-        assert_eq!(u32_ne(&got, 0) as usize, got.len());
-        assert_eq!(u16_ne(&got, REQUEST_LEN) as usize, 4 + bc.len());
-        assert_eq!(u16_ne(&got, REQUEST_LEN + 2), REQ_BYTECODE);
-        assert_eq!(&got[REQUEST_LEN + 4..], &bc[..]);
+        assert_eq!(got.len(), REQUEST_LEN + RTA_HEADER_LEN + bc.len());
+        assert_eq!(u32_ne(&got, NLMSG_LEN_AT) as usize, got.len());
+        let attr = &got[REQUEST_LEN..];
+        assert_eq!(u16_ne(attr, RTA_LEN_AT) as usize, RTA_HEADER_LEN + bc.len());
+        assert_eq!(u16_ne(attr, RTA_TYPE_AT), REQ_BYTECODE);
+        assert_eq!(&attr[RTA_HEADER_LEN..], &bc[..]);
     }
 
     fn hex_bytes(s: &str) -> Vec<u8> {
@@ -643,8 +648,8 @@ mod tests {
         for d in datagrams(DUMP_ALL) {
             let mut rest = d;
             while !rest.is_empty() {
-                let len = u32_ne(rest, 0) as usize;
-                if u16_ne(rest, 4) == TCPDIAG_GETSOCK {
+                let len = u32_ne(rest, NLMSG_LEN_AT) as usize;
+                if u16_ne(rest, NLMSG_TYPE_AT) == TCPDIAG_GETSOCK {
                     let payload = &rest[HEADER_LEN..len];
                     let theirs =
                         InetResponseHeader::parse(&InetResponseBuffer::new(&payload)).unwrap();

@@ -190,6 +190,7 @@ fn stock_without_netlink_falls_back_to_proc() {
 
 #[test]
 fn stock_config_error_exits() {
+    require_collectd!();
     let block = "<Plugin tcpconns>\n  NoSuchOption 1\n</Plugin>";
     let run = run_collectd_config(None, Plugin::Stock, block, &[], Duration::from_secs(10));
     let status = run.status.expect("collectd should have exited on its own");

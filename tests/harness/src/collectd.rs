@@ -154,7 +154,7 @@ impl Collectd {
             argv.push(format!("--regid={id}"));
             argv.push("--clear-groups".into());
         }
-        argv.push("/usr/sbin/collectd".into());
+        argv.push(crate::COLLECTD.into());
         argv.extend(["-f".into(), "-C".into(), conf_path.display().to_string()]);
         let file = |name: &str| {
             fs::File::create(dir.path().join(name))
@@ -304,11 +304,16 @@ impl Collectd {
         self.exited()
     }
 
-    /// SIGTERM, then SIGKILL after 5 s; returns the exit status.
+    /// SIGTERM, then SIGKILL after 5 s; returns the exit status. First
+    /// waits (at most 2 s) until csv has been still for 100 ms: collectd
+    /// drops what its write queue still holds when it stops ("value lists
+    /// were left after shutting down the write threads"), so stopping just
+    /// as a read is written would cut that read short.
     pub fn stop(&mut self) -> ExitStatus {
         if let Some(st) = self.exited() {
             return st;
         }
+        self.settle(Duration::from_millis(100), Duration::from_secs(2));
         // SAFETY: a signal to our own child process.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
@@ -321,6 +326,22 @@ impl Collectd {
         let st = self.child.wait().expect("wait for killed collectd");
         self.status = Some(st);
         st
+    }
+
+    /// Waits until the tcpconns csv has not changed for `still`, or
+    /// `timeout` has passed.
+    fn settle(&mut self, still: Duration, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = self.csv().progress();
+        let mut since = Instant::now();
+        while since.elapsed() < still && Instant::now() < deadline && self.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = self.csv().progress();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
     }
 
     /// Stops collectd and returns what it wrote; `status` is `None` when it

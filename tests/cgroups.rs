@@ -480,9 +480,7 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
         pop.listen_v4(8080).established(8080, 2, Family::V4)
     });
     pop.settle(&ns);
-    let scratch = TempDir::new("cgfallback-flag");
-    let flag = scratch.path().join("no-netlink");
-    let shim = no_netlink_shim();
+    let netlink = NetlinkSwitch::new(false, &[]);
     let dir = TempDir::new("cgfallback");
     let block = format!(
         "<Plugin tcpconns>\n  LocalPort 8080\n  Cgroup \"{}\" \"a\"\n</Plugin>\n",
@@ -492,10 +490,7 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
         .csv()
         .tcpconns(Plugin::Ours)
         .block(&block);
-    let env = [
-        ("LD_PRELOAD", shim.to_str().unwrap()),
-        ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
-    ];
+    let env = netlink.env();
     let launch = Launch {
         netns: Some(ns.path()),
         env: &env,
@@ -507,7 +502,7 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
         Duration::from_secs(20),
         |csv| rows(csv, "a-cgroup") >= 2,
     );
-    fs::write(&flag, "").unwrap();
+    netlink.refuse(true);
     c.wait_log("the switch to /proc", Duration::from_secs(20), |log| {
         log.contains("reading /proc, which has no cgroup ids")
     });
@@ -525,7 +520,7 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
         values_of(&csv, "8080-local"),
         series("8080-local", &[("LISTEN", 1.0), ("ESTABLISHED", 2.0)])
     );
-    fs::remove_file(&flag).unwrap();
+    netlink.refuse(false);
     let back = rows(&c.csv(), "a-cgroup");
     let csv = c.wait_for("the cgroup series back", Duration::from_secs(30), |csv| {
         rows(csv, "a-cgroup") >= back + 2

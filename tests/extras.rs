@@ -6,32 +6,14 @@ use std::net::TcpStream;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
-/// `n` connections to `port` that nobody accepts: they wait in the queue.
-fn waiting(ns: &Netns, port: u16, n: usize) -> Vec<TcpStream> {
-    ns.enter(|| {
-        (0..n)
-            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-            .collect()
-    })
-}
-
 fn queue_run(tag: &str, env: &[(&str, &str)]) -> Run {
     let ns = Netns::new(tag);
-    let _a = listener_with_backlog(&ns, 7000, 7);
-    let _b = listener_with_backlog(&ns, 7001, 3);
-    let _c = listener_with_backlog(&ns, 7002, 16);
-    let _wa = waiting(&ns, 7000, 5);
-    let _wb = waiting(&ns, 7001, 3);
+    let mut pop = Population::new(&ns);
     // 7002 listens with nothing waiting; 7003 is configured but has no listener.
-    ns.wait_sockets("5 and 3 connections waiting on 7000 and 7001", |socks| {
-        let waiting = |port| {
-            socks
-                .iter()
-                .filter(|s| s.local == port && s.state == TCP_ESTABLISHED)
-                .count()
-        };
-        waiting(7000) == 5 && waiting(7001) == 3
-    });
+    pop.queued(7000, 7, 5)
+        .queued(7001, 3, 3)
+        .queued(7002, 16, 0);
+    pop.settle(&ns);
     let block =
         "<Plugin tcpconns>\n  AcceptQueue true\n  ListeningPorts true\n  LocalPort 7003\n</Plugin>";
     let run = run_collectd(&ns, Plugin::Ours, block, env);

@@ -196,20 +196,14 @@ fn netlink_failing_mid_run_switches_to_procfs_and_back_without_losing_a_read() {
     require_root!();
     let ns = Netns::new("flap");
     let pop = mixed_population(&ns);
-    let scratch = TempDir::new("flap");
-    let flag = scratch.path().join("no-netlink");
-    let shim = no_netlink_shim();
+    let netlink = NetlinkSwitch::new(false, &[]);
     let block = "<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>";
-    let env = [
-        ("LD_PRELOAD", shim.to_str().unwrap()),
-        ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
-    ];
-    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &env, 1.0);
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &netlink.env(), 1.0);
     c.wait_reads(2, WAIT);
-    std::fs::write(&flag, "").unwrap();
+    netlink.refuse(true);
     let off = c.reads();
     c.wait_reads(off + 3, WAIT);
-    std::fs::remove_file(&flag).unwrap();
+    netlink.refuse(false);
     let on = c.reads();
     c.wait_reads(on + 5, WAIT);
     let log = c.log();
@@ -376,24 +370,14 @@ fn both_sources_failing_is_said_once_and_so_is_their_recovery() {
     require_root!();
     let ns = Netns::new("bothfail");
     let pop = mixed_population(&ns);
-    let scratch = TempDir::new("bothfail");
-    let flag = scratch.path().join("no-netlink");
-    std::fs::write(&flag, "").unwrap();
-    let preload = format!(
-        "{} {}",
-        no_netlink_shim().display(),
-        proc_faults_shim().display()
-    );
-    let env = [
-        ("LD_PRELOAD", preload.as_str()),
-        ("NO_NETLINK_FLAG", flag.to_str().unwrap()),
-        ("PROC_FAULTS", "/proc/net/tcp=EACCES"),
-    ];
+    let netlink = NetlinkSwitch::new(true, &[proc_faults_shim()]);
+    let [preload, flag] = netlink.env();
+    let env = [preload, flag, ("PROC_FAULTS", "/proc/net/tcp=EACCES")];
     let block =
         format!("<Plugin tcpconns>\n  ListeningPorts true\n  RemotePort 22\n</Plugin>\n{WITNESS}");
     let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, &block, &env, 0.5);
     three_failed_reads(&mut c);
-    std::fs::remove_file(&flag).unwrap();
+    netlink.refuse(false);
     c.wait_reads(2, WAIT);
     let run = c.finish();
     assert_eq!(

@@ -23,8 +23,6 @@ use harness::*;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::TcpStream;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -229,34 +227,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// A listener on `port` with `backlog` and `n` connections nobody accepts
-/// (they wait in its queue), added to `pop`; returns the listener.
-fn queued(pop: &mut Population, ns: &Netns, port: u16, backlog: i32, n: usize) -> OwnedFd {
-    let listener = listener_with_backlog(ns, port, backlog);
-    pop.expected.push(Sock {
-        local: port,
-        remote: 0,
-        state: TCP_LISTEN,
-    });
-    let clients: Vec<TcpStream> = ns.enter(|| {
-        (0..n)
-            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-            .collect()
-    });
-    for c in clients {
-        let eph = c.local_addr().expect("client local_addr").port();
-        for (local, remote) in [(eph, port), (port, eph)] {
-            pop.expected.push(Sock {
-                local,
-                remote,
-                state: TCP_ESTABLISHED,
-            });
-        }
-        pop.streams.push(c);
-    }
-    listener
-}
-
 /// (accept queue, backlog) summed over the listeners on each of `ports`
 /// that has any, as `ss -Hltn` shows them (Recv-Q, Send-Q).
 fn ss_queues(ns: &Netns, ports: &[u16]) -> (Values, String) {
@@ -418,8 +388,7 @@ fn prometheus_scrapes_every_value_of_the_population_and_the_doc_queries_hold() {
         .close_wait_pairs(8080, 2);
     // An accept queue over its limit (a backlog of 4 holds 5) and one at a
     // quarter of it.
-    let _full = queued(&mut pop, &ns, 7000, 4, 5);
-    let _quarter = queued(&mut pop, &ns, 7001, 8, 2);
+    pop.queued(7000, 4, 5).queued(7001, 8, 2);
     // Last, as TIME_WAIT lasts 60 s.
     pop.time_wait(443, 3);
     pop.settle(&ns);

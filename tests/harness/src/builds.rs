@@ -189,6 +189,56 @@ pub fn no_netlink_shim() -> PathBuf {
     SHIM.get_or_init(|| build_shim("no_netlink")).clone()
 }
 
+/// Netlink refused or given back mid-run: a flag file for the no_netlink
+/// shim (while it exists, netlink is refused), in a scratch directory
+/// removed on drop. `env` gives collectd the shim and the flag.
+pub struct NetlinkSwitch {
+    _dir: crate::TempDir,
+    flag: PathBuf,
+    preload: String,
+}
+
+impl NetlinkSwitch {
+    /// Starts with netlink `refused` or not; `also` is preloaded with the
+    /// shim (e.g. [`proc_faults_shim`]).
+    pub fn new(refused: bool, also: &[PathBuf]) -> NetlinkSwitch {
+        let dir = crate::TempDir::new("netlink-switch");
+        let flag = dir.path().join("no-netlink");
+        let mut preload = no_netlink_shim().display().to_string();
+        for shim in also {
+            preload = format!("{preload} {}", shim.display());
+        }
+        let switch = NetlinkSwitch {
+            _dir: dir,
+            flag,
+            preload,
+        };
+        switch.refuse(refused);
+        switch
+    }
+
+    /// Refuses netlink from now on, or gives it back.
+    pub fn refuse(&self, refused: bool) {
+        let done = if refused {
+            fs::write(&self.flag, "")
+        } else {
+            fs::remove_file(&self.flag).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+        };
+        done.unwrap_or_else(|e| panic!("netlink switch {}: {e}", self.flag.display()));
+    }
+
+    /// `LD_PRELOAD` and `NO_NETLINK_FLAG` for collectd's environment.
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("LD_PRELOAD", self.preload.as_str()),
+            ("NO_NETLINK_FLAG", self.flag.to_str().unwrap_or_default()),
+        ]
+    }
+}
+
 /// The LD_PRELOAD shim built from `tests/shim/kill_on_capset.c`: a seccomp
 /// filter, installed before collectd's `main`, that kills the process on
 /// `capset`.

@@ -59,6 +59,8 @@ pub struct Population {
     pub streams: Vec<TcpStream>,
     /// Expected `(local, remote, state)` entries, one per kernel socket.
     pub expected: Vec<Sock>,
+    /// Listeners that accept nothing (see [`Population::queued`]).
+    pub unaccepting: Vec<OwnedFd>,
 }
 
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +73,38 @@ impl Population {
             listeners: Vec::new(),
             streams: Vec::new(),
             expected: Vec::new(),
+            unaccepting: Vec::new(),
         }
+    }
+
+    /// Adds a listener on `127.0.0.1:port` with exactly `backlog` and `n`
+    /// connections to it that nobody accepts: they wait in its accept
+    /// queue (a backlog of `b` holds `b + 1`).
+    pub fn queued(&mut self, port: u16, backlog: i32, n: usize) -> &mut Self {
+        let listener = bound_listener(&self.netns, port, backlog);
+        self.expected.push(Sock {
+            local: port,
+            remote: 0,
+            state: TCP_LISTEN,
+        });
+        let clients: Vec<TcpStream> = enter_netns(&self.netns, || {
+            (0..n)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+                .collect()
+        });
+        for c in clients {
+            let eph = c.local_addr().expect("client local_addr").port();
+            for (local, remote) in [(eph, port), (port, eph)] {
+                self.expected.push(Sock {
+                    local,
+                    remote,
+                    state: TCP_ESTABLISHED,
+                });
+            }
+            self.streams.push(c);
+        }
+        self.unaccepting.push(listener);
+        self
     }
 
     fn listen(&mut self, kind: ListenKind, port: u16) -> &mut Self {
@@ -325,8 +358,8 @@ pub fn mixed_population(ns: &Netns) -> Population {
 
 /// A listener on 127.0.0.1:`port` with exactly `backlog`, made with libc
 /// because std picks its own backlog.
-pub fn listener_with_backlog(ns: &Netns, port: u16, backlog: i32) -> OwnedFd {
-    ns.enter(|| {
+fn bound_listener(netns: &str, port: u16, backlog: i32) -> OwnedFd {
+    enter_netns(netns, || {
         // SAFETY: plain socket calls on a descriptor this closure owns;
         // the sockaddr is a fully initialised sockaddr_in.
         unsafe {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 
-use crate::config::{name_from, Cgroups, MAX_CGROUP_NAME};
+use crate::config::{name_from, Cgroups, NamedCgroup, MAX_CGROUP_NAME};
 use crate::state::STATE_COUNT;
 use crate::table::Counts;
 
@@ -116,6 +116,10 @@ pub struct Hierarchy {
     /// Ids a walk did not find (a cgroup removed while its sockets live on):
     /// not looked for again, so they cost no walk per read.
     unknown: HashSet<u64, BuildHasherDefault<IdHasher>>,
+    /// The directories of the `Cgroup` paths, and whether each is there,
+    /// looked at once per read for every target (see [`Hierarchy::look`]).
+    named: Vec<PathBuf>,
+    named_present: Vec<bool>,
     /// Walks done so far (what the tests look at).
     pub walks: u64,
 }
@@ -125,10 +129,16 @@ pub struct Hierarchy {
 const MAX_UNKNOWN: usize = 4096;
 
 impl Hierarchy {
-    /// The hierarchy mounted at `mount`; nothing is read until
+    /// The hierarchy mounted at `mount`, with the `named` cgroups of the
+    /// configuration; nothing is read until [`Hierarchy::look`] and
     /// [`Hierarchy::learn`].
-    pub fn new(mount: PathBuf) -> Hierarchy {
+    pub fn new(mount: PathBuf, named: &[NamedCgroup]) -> Hierarchy {
         Hierarchy {
+            named: named
+                .iter()
+                .map(|n| mount.join(n.path.trim_start_matches('/')))
+                .collect(),
+            named_present: vec![true; named.len()],
             mount,
             paths: IdMap::default(),
             unknown: HashSet::default(),
@@ -137,12 +147,26 @@ impl Hierarchy {
     }
 
     /// This process's cgroup v2 hierarchy, or why there is none.
-    pub fn find() -> Result<Hierarchy, String> {
+    pub fn find(named: &[NamedCgroup]) -> Result<Hierarchy, String> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-        v2_mount(&mountinfo).map(Hierarchy::new).ok_or_else(|| {
-            "no cgroup v2 hierarchy is mounted (no cgroup2 in /proc/self/mountinfo)".into()
-        })
+        let mount = v2_mount(&mountinfo).ok_or_else(|| {
+            "no cgroup v2 hierarchy is mounted (no cgroup2 in /proc/self/mountinfo)".to_owned()
+        })?;
+        Ok(Hierarchy::new(mount, named))
+    }
+
+    /// Looks whether each `Cgroup` exists now; once per read.
+    pub fn look(&mut self) {
+        for (dir, present) in self.named.iter().zip(&mut self.named_present) {
+            *present = dir.is_dir();
+        }
+    }
+
+    /// Whether each `Cgroup` existed at the last [`Hierarchy::look`], in
+    /// the order configured.
+    pub fn named_present(&self) -> &[bool] {
+        &self.named_present
     }
 
     pub fn mount(&self) -> &Path {
@@ -152,11 +176,6 @@ impl Hierarchy {
     /// The path of cgroup `id`, if known.
     pub fn path(&self, id: u64) -> Option<&str> {
         self.paths.get(&id).map(String::as_str)
-    }
-
-    /// Whether the cgroup at `path` exists now.
-    pub fn exists(&self, path: &str) -> bool {
-        self.mount.join(path.trim_start_matches('/')).is_dir()
     }
 
     /// Makes sure every id in `ids` has been looked for: walks the hierarchy
@@ -254,11 +273,7 @@ pub struct Series {
 /// cgroup's last path component; when two share it, both are named by their
 /// whole path; one whose name a named cgroup has is left out (the named
 /// series wins).
-pub fn series<'a>(
-    config: &Cgroups,
-    present: &[bool],
-    counts: impl Iterator<Item = (&'a str, &'a Counts)> + Clone,
-) -> Series {
+pub fn series(config: &Cgroups, present: &[bool], counts: &[(&str, Counts)]) -> Series {
     let add = |into: &mut Counts, c: &Counts| {
         for (a, b) in into.iter_mut().zip(c) {
             *a = a.saturating_add(*b);
@@ -268,7 +283,7 @@ pub fn series<'a>(
     let named = config.named.iter().zip(present).filter(|(_, &p)| p);
     for (named, _) in named {
         let mut sum = [0; STATE_COUNT];
-        for (path, c) in counts.clone() {
+        for (path, c) in counts {
             if within(path, &named.path) {
                 add(&mut sum, c);
             }
@@ -280,6 +295,7 @@ pub fn series<'a>(
     };
     // Each cgroup's counts under its ancestor at the depth, merged by path.
     let mut deep: Vec<(&str, Counts)> = counts
+        .iter()
         .filter_map(|(path, c)| Some((at_depth(path, depth)?, *c)))
         .collect();
     deep.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -371,8 +387,14 @@ impl CgroupReport {
                 }
             }
         }
-        for (named, present) in self.config.named.iter().zip(&mut self.present) {
-            let now = hierarchy.exists(&named.path);
+        let now_present = hierarchy.named_present();
+        for ((named, present), &now) in self
+            .config
+            .named
+            .iter()
+            .zip(&mut self.present)
+            .zip(now_present)
+        {
             if now != std::mem::replace(present, now) {
                 match now {
                     true => info!(
@@ -387,11 +409,11 @@ impl CgroupReport {
                 }
             }
         }
-        let paths: Vec<(&str, &Counts)> = counts
+        let paths: Vec<(&str, Counts)> = counts
             .iter()
-            .filter_map(|(id, c)| hierarchy.path(id).map(|p| (p, c)))
+            .filter_map(|(id, c)| hierarchy.path(id).map(|p| (p, *c)))
             .collect();
-        let out = series(&self.config, &self.present, paths.iter().copied());
+        let out = series(&self.config, &self.present, &paths);
         if let Some(depth) = self.config.depth {
             let over = out.over_limit > 0;
             if over != std::mem::replace(&mut self.over_limit, over) {
@@ -502,13 +524,12 @@ mod tests {
             ("/svc/ab", counts(5, 0)),
             ("/", counts(7, 0)),
         ];
-        let it = data.iter().map(|(p, c)| (*p, c));
         let cfg = config(
             &[("/svc/a", "a"), ("/gone", "gone"), ("/", "all")],
             None,
             10,
         );
-        let s = series(&cfg, &[true, false, true], it);
+        let s = series(&cfg, &[true, false, true], &data);
         assert_eq!(
             s.series,
             vec![("a".into(), counts(5, 1)), ("all".into(), counts(17, 1))]
@@ -525,8 +546,7 @@ mod tests {
             ("/system.slice", counts(9, 0)),
             ("/user.slice/d.scope", counts(2, 0)),
         ];
-        let it = data.iter().map(|(p, c)| (*p, c));
-        let s = series(&config(&[], Some(2), 3), &[], it.clone());
+        let s = series(&config(&[], Some(2), 3), &[], &data);
         assert_eq!(s.over_limit, 1);
         assert_eq!(
             s.series,
@@ -537,7 +557,7 @@ mod tests {
                 ("c.service".into(), counts(3, 0)),
             ]
         );
-        let all = series(&config(&[], Some(2), 10), &[], it);
+        let all = series(&config(&[], Some(2), 10), &[], &data);
         assert_eq!(all.over_limit, 0);
         assert_eq!(all.series.len(), 4, "{:?}", all.series);
     }
@@ -551,9 +571,8 @@ mod tests {
             ("/b.slice/x\\x2dy.mount", counts(1, 0)),
             ("/named/n", counts(1, 0)),
         ];
-        let it = data.iter().map(|(p, c)| (*p, c));
         let cfg = config(&[("/named/n", "n")], Some(2), 10);
-        let names: Vec<String> = series(&cfg, &[true], it)
+        let names: Vec<String> = series(&cfg, &[true], &data)
             .series
             .into_iter()
             .map(|(n, _)| n)
@@ -586,18 +605,22 @@ mod tests {
         let root = crate::Scratch::new("cgroup");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
-        let mut h = Hierarchy::new(root.to_path_buf());
+        let named = config(&[("/a/b", "b"), ("/c", "c")], None, 1).named;
+        let mut h = Hierarchy::new(root.to_path_buf(), &named);
         h.learn([ino("a/b"), 1].into_iter()).unwrap();
         assert_eq!(h.walks, 1);
         assert_eq!(h.path(ino("a/b")), Some("/a/b"));
         assert_eq!(h.path(ino("a")), Some("/a"));
         assert_eq!(h.path(ino(".")), Some("/"));
-        assert!(h.exists("/a/b") && !h.exists("/c"));
+        h.look();
+        assert_eq!(h.named_present(), [true, false]);
         // Known and already-missed ids cost no walk.
         h.learn([ino("a"), 1].into_iter()).unwrap();
         assert_eq!(h.walks, 1);
         std::fs::create_dir(root.join("c")).unwrap();
         h.learn([ino("c")].into_iter()).unwrap();
         assert_eq!((h.walks, h.path(ino("c"))), (2, Some("/c")));
+        h.look();
+        assert_eq!(h.named_present(), [true, true]);
     }
 }

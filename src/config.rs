@@ -454,8 +454,12 @@ fn parse_namespace(value: &str) -> Result<Namespace, ConfigError> {
 /// A name for a namespace or cgroup series: letters, digits, `.`, `_`, `-`,
 /// at most `max` bytes. Safe as a csv/rrd directory and a Graphite node.
 fn valid_name(name: &str, max: usize) -> bool {
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    !name.is_empty() && name.len() <= max && name.chars().all(valid)
+    !name.is_empty() && name.len() <= max && name.chars().all(name_char)
+}
+
+/// A character a name may have (see [`valid_name`]).
+fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 /// A name made from free text (a cgroup's last path component): every
@@ -464,10 +468,7 @@ fn valid_name(name: &str, max: usize) -> bool {
 pub fn name_from(text: &str, max: usize, fallback: &str) -> String {
     let mut name: String = text
         .chars()
-        .map(|c| match c {
-            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => c,
-            _ => '_',
-        })
+        .map(|c| if name_char(c) { c } else { '_' })
         .take(max)
         .collect();
     if name.is_empty() {

@@ -33,10 +33,12 @@ pub fn cgroup_leaf(text: &str) -> Option<&str> {
 pub fn scan(proc: &Path, run_netns: &Path, skip: &[Identity], taken: &[String]) -> Vec<Found> {
     let mut found: Vec<Found> = Vec::new();
     let mut used: Vec<String> = taken.to_vec();
-    let mut add = |identity: Identity, path: PathBuf, name: Option<String>, fallback: String| {
-        if skip.contains(&identity) || found.iter().any(|f| f.identity == identity) {
-            return;
-        }
+    // Checked before a name is made: most processes share a namespace
+    // already seen (collectd's own, mostly).
+    let wanted = |found: &[Found], id: Identity| {
+        !skip.contains(&id) && !found.iter().any(|f| f.identity == id)
+    };
+    let mut add = |found: &mut Vec<Found>, identity, path, name: Option<String>, fallback| {
         let name = name.filter(|n| !used.contains(n)).unwrap_or(fallback);
         used.push(name.clone());
         found.push(Found {
@@ -55,9 +57,12 @@ pub fn scan(proc: &Path, run_netns: &Path, skip: &[Identity], taken: &[String]) 
     for (name, path) in named {
         // A name made by `ip netns add` but whose namespace is gone (or a
         // stray file) has no identity.
-        if let Ok(id) = identity(&path) {
-            let safe = name_from(&name, MAX_NAMESPACE_NAME, "netns");
-            add(id, path, Some(safe), format!("netns{}", id.1));
+        match identity(&path) {
+            Ok(id) if wanted(&found, id) => {
+                let safe = name_from(&name, MAX_NAMESPACE_NAME, "netns");
+                add(&mut found, id, path, Some(safe), format!("netns{}", id.1));
+            }
+            _ => {}
         }
     }
     let Ok(entries) = std::fs::read_dir(proc) else {
@@ -75,13 +80,16 @@ pub fn scan(proc: &Path, run_netns: &Path, skip: &[Identity], taken: &[String]) 
         let Ok(id) = identity(&path) else {
             continue;
         };
+        if !wanted(&found, id) {
+            continue;
+        }
         let fallback = format!("pid{pid}");
         let cgroup = std::fs::read_to_string(dir.join("cgroup"))
             .ok()
             .and_then(|text| {
                 cgroup_leaf(&text).map(|leaf| name_from(leaf, MAX_NAMESPACE_NAME, &fallback))
             });
-        add(id, path, cgroup, fallback);
+        add(&mut found, id, path, cgroup, fallback);
     }
     found
 }

@@ -20,6 +20,7 @@ use crate::filter::REQ_BYTECODE;
 use crate::netns;
 use crate::network::mapped;
 use crate::socket::{Fields, Socket, TcpInfo};
+use crate::state::TcpState;
 
 /// Legacy inet_diag request type for TCP (linux/inet_diag.h); the crate
 /// only names the newer per-family `SOCK_DIAG_BY_FAMILY`.
@@ -387,6 +388,12 @@ impl Netlink {
         self.socket = None;
     }
 
+    /// Reads through `namespace` from the next dump on, on a new socket.
+    pub fn set_namespace(&mut self, namespace: PathBuf) {
+        self.close();
+        self.namespace = Some(namespace);
+    }
+
     /// Dumps the TCP sockets whose state is in `states` (a mask of
     /// `1 << state`) and that pass `filter` (a program from
     /// [`crate::filter::build`]; empty for all) into `sink`. After any error
@@ -417,7 +424,10 @@ impl Netlink {
         let socket = &*self.socket.insert(socket);
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        request(&mut self.req, seq, states, filter, self.fields.health);
+        // tcp_info is read of connections only: a dump of listeners alone
+        // does not ask the kernel to copy it.
+        let info = self.fields.health && states & !TcpState::Listen.mask() != 0;
+        request(&mut self.req, seq, states, filter, info);
         // No destination address (an unconnected netlink socket sends to
         // the kernel): with one, the kernel would judge the dump by the
         // reader's capabilities instead of the socket's (crate::caps).
@@ -800,20 +810,13 @@ mod tests {
 
     #[test]
     fn a_cgroup_id_of_the_wrong_size_is_malformed() {
-        // One message: nlmsghdr, inet_diag_msg, a 6-byte CGROUP_ID attribute.
-        let mut msg = Vec::new();
-        let len = HEADER_LEN + RESPONSE_LEN + 8;
-        msg.extend_from_slice(&(len as u32).to_ne_bytes());
-        msg.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-        msg.extend_from_slice(&0u16.to_ne_bytes());
-        msg.extend_from_slice(&3u32.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        let mut diag = [0u8; RESPONSE_LEN];
-        diag[MSG_STATE_AT] = 1;
-        msg.extend_from_slice(&diag);
-        msg.extend_from_slice(&8u16.to_ne_bytes()); // rta_len: header + 4
-        msg.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
-        msg.extend_from_slice(&[1, 2, 3, 4]);
+        // inet_diag_msg, then a CGROUP_ID attribute with a 4-byte value.
+        let mut payload = vec![0u8; RESPONSE_LEN];
+        payload[MSG_STATE_AT] = 1;
+        payload.extend_from_slice(&((RTA_HEADER_LEN + 4) as u16).to_ne_bytes());
+        payload.extend_from_slice(&INET_DIAG_CGROUP_ID.to_ne_bytes());
+        payload.extend_from_slice(&[1, 2, 3, 4]);
+        let msg = message(TCPDIAG_GETSOCK, 0, 3, &payload);
         let fields = Fields::CGROUP;
         let err = parse_datagram(&msg, 3, fields, &mut |_: &Socket| {}).unwrap_err();
         assert_eq!(

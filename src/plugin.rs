@@ -355,7 +355,7 @@ unsafe extern "C" fn init_callback() -> c_int {
             .get_or_insert_with(ConfigBuilder::default)
             .finish();
         let hierarchy = if config.cgroups.any() {
-            match Hierarchy::find() {
+            match Hierarchy::find(&config.cgroups.named) {
                 Ok(h) => {
                     info!(
                         "per-cgroup series from the cgroup v2 hierarchy at {}",
@@ -404,6 +404,9 @@ unsafe extern "C" fn read_callback() -> c_int {
             error!("read called before init");
             return -1;
         };
+        if let Some(hierarchy) = &mut reader.hierarchy {
+            hierarchy.look();
+        }
         let mut status = 0;
         for target in &mut reader.targets {
             if read_target(target, reader.hierarchy.as_mut(), false).is_err() {
@@ -462,6 +465,7 @@ fn read_target(
                 dispatch_cgroups(target.prefix.as_deref(), &series.series);
             }
             (Source::Procfs, _) => report.on_procfs(),
+            // Not met: without a hierarchy, init drops the cgroup options.
             (Source::Netlink, None) => {}
         }
     }

@@ -317,7 +317,6 @@ pub struct NamespaceGatherer {
     /// that now leads elsewhere (its process ended, the pid was reused)
     /// counts as missing.
     expected: Option<Identity>,
-    fields: Fields,
     state: NamespaceState,
 }
 
@@ -330,7 +329,6 @@ impl NamespaceGatherer {
             label: format!("namespace {} ({})", ns.name, ns.path.display()),
             seen: None,
             expected: None,
-            fields,
             state: NamespaceState::Starting,
         }
     }
@@ -348,7 +346,7 @@ impl NamespaceGatherer {
     /// process ended but others keep it): the socket is opened again there.
     pub fn set_path(&mut self, path: PathBuf) {
         if path != self.path {
-            self.step.netlink = Netlink::new(Some(path.clone()), self.fields);
+            self.step.netlink.set_namespace(path.clone());
             self.path = path;
         }
     }

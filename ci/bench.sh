@@ -51,8 +51,8 @@ done
 configs=(default summary ports health)
 # The cgroup v2 hierarchy (the mount of its root), where the population's
 # cgroups are made; none: no cgroups, no `cgroups` config.
-cg_mount=$(awk '{ split($0, p, " - "); split(p[2], t, " ") }
-  t[1] == "cgroup2" && $4 == "/" { print $5; exit }' /proc/self/mountinfo)
+. ci/cgroup2.sh
+cg_mount=$(cgroup2_mount)
 cg_count=10
 cg_parent=""
 listen_first=20000
@@ -72,7 +72,6 @@ elapsed() { awk -v now="$(date +%s.%N)" -v t0="$1" 'BEGIN { printf "%.3f", now -
 # --- cleanup, also on Ctrl-C ------------------------------------------------
 ns=""
 work=""
-cg_made=""
 pop_pid=""
 listen_pid=""
 check_pid=""
@@ -90,7 +89,7 @@ cleanup() {
   if [ -n "$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
   # The cgroups once their processes are gone: the population's workers
   # die with it (SIGKILL on the parent's death), a little after it.
-  if [ -n "$cg_made" ]; then remove_cgroups; fi
+  if [ -n "$cg_parent" ]; then remove_cgroups; fi
   if [ -n "$work" ]; then rm -rf "$work"; fi
   exit "$rc"
 }
@@ -107,7 +106,6 @@ remove_cgroups() {
       sleep 0.1
     done
   done
-  cg_made=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -116,7 +114,6 @@ trap 'exit 143' TERM
 # --- cgroups ------------------------------------------------------------------
 if [ -n "$cg_mount" ]; then
   cg_parent=$cg_mount/tcpconns-bench-$$
-  cg_made=1
   mkdir "$cg_parent"
   for i in $(seq 0 $((cg_count - 1))); do mkdir "$cg_parent/c$i"; done
   configs+=(cgroups)

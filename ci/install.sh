@@ -114,12 +114,12 @@ if [ "$action" = uninstall ]; then
     say "nothing to uninstall: no $manifest"
     exit 0
   fi
-  files=() sums=() dirs=() diverted=() divert_to=()
+  files=() sums=() dirs=() diverted=() diverted_to=()
   while IFS=$'\t' read -r kind sum path; do
     case "$kind" in
       f) files+=("$path"); sums+=("$sum") ;;
       d) dirs+=("$path") ;;
-      v) diverted+=("$path"); divert_to+=("$sum") ;;
+      v) diverted+=("$path"); diverted_to+=("$sum") ;;
       '#'*|'') ;;
       *) die "$manifest: bad line \"$kind\"" ;;
     esac
@@ -140,7 +140,7 @@ if [ "$action" = uninstall ]; then
   done
   kept_diverted=() kept_divert_to=()
   for i in "${!diverted[@]}"; do
-    p=${diverted[i]} to=${divert_to[i]}
+    p=${diverted[i]} to=${diverted_to[i]}
     if [ -e "$p" ] || [ -L "$p" ]; then
       say "kept the diversion of $p to $to: $p is still there"
       kept_diverted+=("$p"); kept_divert_to+=("$to")

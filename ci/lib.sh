@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by ci/demo.sh and the scripts under docs/ that run collectd on a
 # population of their own: a scratch directory holding our tcpconns.so in
 # plugins/, network namespaces made fresh, and one cleanup on exit that stops

@@ -67,6 +67,7 @@
 # keeps what was sampled so far.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/cgroup2.sh
 
 reads=${SOAK_READS:-10000}
 variants=${SOAK_VARIANTS:-netlink procfs}
@@ -115,7 +116,7 @@ churner_launcher=""
 churner_pid=""
 world_pid=""
 cg_parent=""
-# shellcheck disable=SC2329 # called from cleanup (trap)
+# shellcheck disable=SC2317,SC2329 # called from cleanup (trap)
 prune_csv() {
   [ "$keep_csv" = 1 ] || [ -z "$out" ] && return 0
   local d
@@ -173,7 +174,7 @@ stop_variant() {
   ns=""
   parent_ns=""
 }
-# shellcheck disable=SC2329 # the EXIT trap
+# shellcheck disable=SC2317,SC2329 # the EXIT trap
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -297,10 +298,16 @@ make_ns() { # name
   ip netns add "$name"
 }
 
-# The cgroup v2 mount, from /proc/self/mountinfo (as the plugin finds it).
-cgroup2_mount() {
-  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
-         if ($(i + 1) == "cgroup2" && $4 == "/") { print $5; exit } }' /proc/self/mountinfo
+# ready FILE PID LOG WHAT SECS: waits until FILE exists; dies, showing LOG,
+# if process PID ends first or SECS seconds pass.
+ready() {
+  local file=$1 pid=$2 log=$3 what=$4 secs=$5 i
+  for ((i = 0; i < secs * 10; i++)); do
+    [ -e "$file" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$what did not start"; }
+    sleep 0.1
+  done
+  die "$what not ready after $secs s"
 }
 
 # cgroups variant: a PID and mount namespace (the "world") whose holder is in
@@ -314,13 +321,7 @@ start_world() { # vdir
            mount -t tmpfs soak-netns /run/netns && touch "$1" && exec sleep infinity' \
     sh "$1/world.ready" 2>"$1/world.log" &
   world_pid=$!
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [ -e "$1/world.ready" ] && break
-    kill -0 "$world_pid" 2>/dev/null || { cat "$1/world.log" >&2; die "the PID namespace did not start"; }
-    sleep 0.1
-  done
-  [ -e "$1/world.ready" ] || die "the PID namespace not ready after 10 s"
+  ready "$1/world.ready" "$world_pid" "$1/world.log" "the PID namespace" 10
   world_init=$(pgrep -P "$world_pid" | head -n 1)
   [ -n "$world_init" ] || die "no init in the PID namespace"
 }
@@ -366,12 +367,7 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
     --base "$base_conns" --rate "$churn" --period "$listen_period" "${pop_args[@]}" \
     2>"$vdir/population.log" &
   pop_pid=$!
-  for ((i = 0; i < 300; i++)); do
-    [ -e "$vdir/population.ready" ] && break
-    kill -0 "$pop_pid" 2>/dev/null || { cat "$vdir/population.log" >&2; die "population did not start"; }
-    sleep 0.1
-  done
-  [ -e "$vdir/population.ready" ] || die "population not ready after 30 s"
+  ready "$vdir/population.ready" "$pop_pid" "$vdir/population.log" "population" 30
 
   write_conf "$v" "$vdir"
   local preload=()
@@ -415,22 +411,15 @@ run_variant() { # variant; the sampler's status goes to VARIANT/sampler.rc
       --count "$containers" --period "$ctr_period"
     churner_launcher=$launched
     churner_pid=$launched_pid
-    for ((i = 0; i < 300; i++)); do
-      [ -e "$vdir/containers.ready" ] && break
-      kill -0 "$churner_launcher" 2>/dev/null ||
-        { cat "$vdir/containers.out" >&2; die "the container churner did not start"; }
-      sleep 0.1
-    done
-    [ -e "$vdir/containers.ready" ] || die "containers not ready after 30 s"
+    ready "$vdir/containers.ready" "$churner_launcher" "$vdir/containers.out" \
+      "the container churner" 30
     churner_args=(--churner-pid "$churner_pid")
   fi
 
   local deadline=$((reads * 4 / 10 + 300))
-  python3 ci/soak/sample.py --variant "$v" --pid "$cd_pid" --pop-pid "$pop_pid" \
+  python3 ci/soak/sample.py --variant "$v" "${fd_args[@]}" --pop-pid "$pop_pid" \
     --pop-log "$vdir/population.log" --ns "$ns" "${churner_args[@]}" \
-    --reads-glob "$reads_glob" \
     --tsv "$out/samples.tsv" --fd-dump-prefix "$vdir/fds-" \
-    --transient "$vdir/csv/" --transient "$vdir/collectd.log" \
     --target "$reads" --warmup "$warmup" --every "$every" --deadline "$deadline" &
   sampler_pid=$!
   rc=0

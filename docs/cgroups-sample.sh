@@ -9,7 +9,8 @@ set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
 . ci/lib.sh
-mount=$(awk '$9 == "cgroup2" && $4 == "/" { print $5; exit }' /proc/self/mountinfo)
+. ci/cgroup2.sh
+mount=$(cgroup2_mount)
 [ -n "$mount" ] || { echo "no cgroup v2 hierarchy mounted" >&2; exit 1; }
 ns=tcpconns-cgroups
 scratch cgroups

@@ -134,7 +134,7 @@ def main(path):
     print()
     ours_rows = []
     for case, n, config in keys:
-        for label, cfg, against, _ in OURS_GOALS:
+        for _, cfg, against, _ in OURS_GOALS:
             if config != cfg or not {(case, n, cfg), (case, n, against)} <= set(ours_net):
                 continue
             mins = {}

@@ -129,10 +129,10 @@ def judge_containers(outdir, variant, lines, res, problems, notes):
             not_there.setdefault(m.group(1), []).append(t)
         elif m := NS_FAILED.search(line):
             ns_failed.append((m.group(1), t, line))
-    res.update(ctr_started=len(started), ctr_killed=len(killed), ctr_found=0, ctr_gone=0,
+    res.update(ctr_started=len(started), ctr_killed=len(killed),
+               ctr_found=sum(1 for n in found if n in started),
+               ctr_gone=sum(1 for n in gone if n in started),
                ctr_not_there=sum(len(v) for n, v in not_there.items() if n in started))
-    res["ctr_found"] = sum(1 for n in found if n in started)
-    res["ctr_gone"] = sum(1 for n in gone if n in started)
     others = sorted(n for n in found if n not in started)
     if others:
         notes.append(f"namespaces found that are not the soak's containers: {others[:5]}")

@@ -23,14 +23,7 @@ fn cgroup2() -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mount = tcpconns::cgroup::v2_mount(&mountinfo);
     if mount.is_none() {
-        // Straight to the descriptor: libtest keeps eprintln! of a passing
-        // test to itself.
-        let thread = std::thread::current();
-        let line = format!(
-            "skipped {}: no cgroup v2 hierarchy mounted here\n",
-            thread.name().unwrap_or("this test")
-        );
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        skip("no cgroup v2 hierarchy mounted here");
     }
     mount
 }
@@ -116,16 +109,11 @@ fn inside<T>(cg: &Cgroup, home: &Cgroup, f: impl FnOnce() -> T) -> T {
 fn ss_cgroups(ns: &Netns) -> Vec<(u16, u16, String, String)> {
     let out = ns.exec("ss", &["-Htan", "--cgroup"]);
     assert!(out.status.success(), "ss --cgroup: {}", text(&out));
-    let port = |a: &str| {
-        a.rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
-    };
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
+            let port = |a: &str| ss_port(a).unwrap_or_else(|| panic!("ss --cgroup line: {l}"));
             let cgroup = w
                 .get(5)
                 .and_then(|c| c.strip_prefix("cgroup:"))
@@ -203,7 +191,7 @@ fn cgroup_test() -> Option<CgroupTest> {
     })
 }
 
-fn start(dir_tag: &str, ns: &Netns, block: &str, interval: f64) -> Collectd {
+fn start(dir_tag: &str, ns: &Netns, block: &str, interval: f64, env: &[(&str, &str)]) -> Collectd {
     let dir = TempDir::new(dir_tag);
     let conf = Conf::new(dir.path(), "test", interval)
         .csv()
@@ -211,6 +199,7 @@ fn start(dir_tag: &str, ns: &Netns, block: &str, interval: f64) -> Collectd {
         .block(block);
     let launch = Launch {
         netns: Some(ns.path()),
+        env,
         ..Launch::default()
     };
     Collectd::start(dir, &conf, &launch)
@@ -262,7 +251,7 @@ fn named_cgroups_count_their_sockets_and_those_below_exactly() {
          Cgroup \"{}\"\n</Plugin>\n",
         a.path, w.path, b.path
     );
-    let mut collectd = start("cgroups", &ns, &block, 3600.0);
+    let mut collectd = start("cgroups", &ns, &block, 3600.0, &[]);
     let csv = collectd.wait_for("the cgroup series", Duration::from_secs(20), |csv| {
         csv.tcpconns_values().len() == 44
     });
@@ -308,7 +297,7 @@ fn depth_mode_follows_cgroups_as_they_come_and_go_within_the_limit() {
         multiset(socks) == multiset(&all)
     });
     let block = "<Plugin tcpconns>\n  CgroupDepth 2\n  CgroupLimit 2\n</Plugin>\n";
-    let mut collectd = start("cgdepth", &ns, block, 0.5);
+    let mut collectd = start("cgdepth", &ns, block, 0.5, &[]);
     let csv = collectd.wait_for("3 reads", Duration::from_secs(20), |csv| {
         csv.tcpconns_reads() >= 3
     });
@@ -402,7 +391,7 @@ fn namespace_all_finds_unnamed_namespaces_by_cgroup_and_forgets_gone_ones() {
         pops.push(pop);
     }
     let block = "<Plugin tcpconns>\n  Namespace \"all\"\n  NamespaceLimit 4096\n</Plugin>\n";
-    let mut collectd = start("nsall", &own, block, 0.5);
+    let mut collectd = start("nsall", &own, block, 0.5, &[]);
     let n1 = format!("{}-5001-local", c1.leaf());
     let n2 = format!("{}-5002-local", c2.leaf());
     let n4 = format!("{}-5004-local", named.name());
@@ -481,22 +470,11 @@ fn on_the_procfs_fallback_cgroup_series_stop_with_one_line_and_come_back() {
     });
     pop.settle(&ns);
     let netlink = NetlinkSwitch::new(false, &[]);
-    let dir = TempDir::new("cgfallback");
     let block = format!(
         "<Plugin tcpconns>\n  LocalPort 8080\n  Cgroup \"{}\" \"a\"\n</Plugin>\n",
         a.path
     );
-    let conf = Conf::new(dir.path(), "test", 0.5)
-        .csv()
-        .tcpconns(Plugin::Ours)
-        .block(&block);
-    let env = netlink.env();
-    let launch = Launch {
-        netns: Some(ns.path()),
-        env: &env,
-        ..Launch::default()
-    };
-    let mut c = Collectd::start(dir, &conf, &launch);
+    let mut c = start("cgfallback", &ns, &block, 0.5, &netlink.env());
     c.wait_for(
         "2 reads with the cgroup series",
         Duration::from_secs(20),
@@ -550,18 +528,9 @@ fn without_a_cgroup_v2_hierarchy_one_line_at_init_and_the_rest_as_before() {
     pop.settle(&ns);
     // `ip netns exec` mounts a sysfs of the namespace's own over /sys: no
     // cgroup hierarchy under it, no cgroup2 line in collectd's mountinfo.
-    let dir = TempDir::new("cgnone");
     let block = "<Plugin tcpconns>\n  LocalPort 8080\n  CgroupDepth 1\n  \
                  Cgroup \"/system.slice\"\n</Plugin>\n";
-    let conf = Conf::new(dir.path(), "test", 0.5)
-        .csv()
-        .tcpconns(Plugin::Ours)
-        .block(block);
-    let launch = Launch {
-        netns: Some(ns.name()),
-        ..Launch::default()
-    };
-    let mut c = Collectd::start(dir, &conf, &launch);
+    let mut c = Collectd::tcpconns(Some(&ns), Plugin::Ours, block, &[], 0.5);
     let csv = c.wait_for("3 reads", Duration::from_secs(20), |csv| {
         csv.tcpconns_reads() >= 3
     });
@@ -612,7 +581,7 @@ fn the_shipped_cgroups_snippet_reports_each_service() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(block.contains("CgroupDepth 2"), "{block}");
-    let mut c = start("cgsnippet", &ns, &block, 3600.0);
+    let mut c = start("cgsnippet", &ns, &block, 3600.0, &[]);
     let csv = c.wait_for("all and two services", Duration::from_secs(20), |csv| {
         csv.tcpconns_values().len() == 33
     });

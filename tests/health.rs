@@ -122,10 +122,6 @@ fn want(ss: &[SsInfo], port: u16, local: bool) -> Want {
     }
 }
 
-fn value(run: &Run, series: &str, what: &str) -> Option<f64> {
-    run.get(series, what)
-}
-
 /// A listener on 127.0.0.1:`port` in `ns` and `n` connections to it:
 /// (listener, clients, accepted servers).
 fn connections(ns: &Netns, port: u16, n: usize) -> (TcpListener, Vec<TcpStream>, Vec<TcpStream>) {
@@ -189,13 +185,13 @@ fn check_queues(run: &Run, ss: &[SsInfo]) {
     ] {
         let w = want(ss, port, local);
         assert_eq!(
-            value(run, series, "bytes-send_queue"),
+            run.get(series, "bytes-send_queue"),
             Some(w.send_queue as f64),
             "{series}:\n{}",
             run.log
         );
         assert_eq!(
-            value(run, series, "bytes-receive_queue"),
+            run.get(series, "bytes-receive_queue"),
             Some(w.receive_queue as f64),
             "{series}:\n{}",
             run.log
@@ -210,7 +206,7 @@ fn check_queues(run: &Run, ss: &[SsInfo]) {
     assert!(remote.receive_queue > 0, "{ss:#?}");
     // The listener's accept queue is never counted as bytes: 7101 has only
     // a listener, and reports 0.
-    assert_eq!(value(run, "7101-local", "bytes-receive_queue"), Some(0.0));
+    assert_eq!(run.get("7101-local", "bytes-receive_queue"), Some(0.0));
 }
 
 #[test]
@@ -221,14 +217,14 @@ fn queued_bytes_equal_ss_from_netlink() {
     // Netlink has tcp_info: RTT for the series with ESTABLISHED
     // connections, none for 7101, and retransmission gauges.
     assert!(
-        value(&run, "7100-local", "latency-rtt_mean").is_some(),
+        run.get("7100-local", "latency-rtt_mean").is_some(),
         "{}",
         run.log
     );
-    assert_eq!(value(&run, "7101-local", "latency-rtt_mean"), None);
-    assert_eq!(value(&run, "7101-local", "latency-rtt_max"), None);
+    assert_eq!(run.get("7101-local", "latency-rtt_mean"), None);
+    assert_eq!(run.get("7101-local", "latency-rtt_max"), None);
     assert_eq!(
-        value(&run, "7101-local", "count-retrans_connections"),
+        run.get("7101-local", "count-retrans_connections"),
         Some(0.0)
     );
 }
@@ -247,7 +243,7 @@ fn queued_bytes_equal_ss_from_procfs_without_rtt() {
         "count-retrans_connections",
         "count-retrans_segments",
     ] {
-        assert_eq!(value(&run, "7100-local", what), None, "{what}");
+        assert_eq!(run.get("7100-local", what), None, "{what}");
     }
 }
 
@@ -298,8 +294,8 @@ fn round_trip_time_equals_ss_on_a_slowed_link() {
         max > 0.001,
         "RTT {max} s is not above the 1 ms floor:\n{ss:#?}"
     );
-    let got_mean = value(&run, "7200-local", "latency-rtt_mean").expect("rtt_mean");
-    let got_max = value(&run, "7200-local", "latency-rtt_max").expect("rtt_max");
+    let got_mean = run.get("7200-local", "latency-rtt_mean").expect("rtt_mean");
+    let got_max = run.get("7200-local", "latency-rtt_max").expect("rtt_max");
     // ss prints milliseconds with 3 decimals: 1 µs apart at most.
     assert!(
         (got_mean - mean).abs() <= 1e-6,
@@ -351,22 +347,19 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
         let mut c = c;
         c.write_all(&[3u8; 3000]).expect("write");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ss = loop {
-        let ss = ss_info(&ns);
-        let lost = ss
-            .iter()
-            .filter(|s| s.remote == 7300 && s.retrans > 0)
-            .count();
-        if lost == 2 {
-            break ss;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no retransmissions after 20 s:\n{ss:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut ss = Vec::new();
+    wait_until(
+        "retransmissions on both connections to 7300",
+        Duration::from_secs(20),
+        || {
+            ss = ss_info(&ns);
+            ss.iter()
+                .filter(|s| s.remote == 7300 && s.retrans > 0)
+                .count()
+                == 2
+        },
+        || format!("{:#?}", ss_info(&ns)),
+    );
     let run = run_collectd(
         &ns,
         Plugin::Ours,
@@ -378,14 +371,16 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
     let dropped = want(&ss, 7300, false);
     assert_eq!(dropped.retrans_connections, 2);
     assert_eq!(
-        value(&run, "7300-remote", "count-retrans_connections"),
+        run.get("7300-remote", "count-retrans_connections"),
         Some(2.0),
         "{}",
         run.log
     );
     // Each unacknowledged retransmission is counted; the exact number can
     // only grow between the two ss snapshots around the read.
-    let segments = value(&run, "7300-remote", "count-retrans_segments").expect("segments");
+    let segments = run
+        .get("7300-remote", "count-retrans_segments")
+        .expect("segments");
     let later = want(&after, 7300, false).retrans_segments as f64;
     assert!(
         (dropped.retrans_segments as f64..=later).contains(&segments),
@@ -393,14 +388,11 @@ fn retransmissions_rise_only_for_the_port_whose_packets_are_dropped() {
         dropped.retrans_segments
     );
     assert_eq!(
-        value(&run, "7301-remote", "count-retrans_connections"),
+        run.get("7301-remote", "count-retrans_connections"),
         Some(0.0)
     );
-    assert_eq!(
-        value(&run, "7301-remote", "count-retrans_segments"),
-        Some(0.0)
-    );
+    assert_eq!(run.get("7301-remote", "count-retrans_segments"), Some(0.0));
     // The unacknowledged data waits in the clients' send queues.
-    assert_eq!(value(&run, "7300-remote", "bytes-send_queue"), Some(6000.0));
-    assert_eq!(value(&run, "7301-remote", "bytes-send_queue"), Some(0.0));
+    assert_eq!(run.get("7300-remote", "bytes-send_queue"), Some(6000.0));
+    assert_eq!(run.get("7301-remote", "bytes-send_queue"), Some(0.0));
 }

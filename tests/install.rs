@@ -65,17 +65,17 @@ fn seed_population(ns: &Netns) -> Population {
     pop
 }
 
-/// Starts collectd in `ns` on a config that includes `include` (the host's
-/// main config, or a snippet directory) and loads csv after it: csv comes
-/// from the plugin directory the installed PluginDir switch went back to.
-/// A tmpfs covers /var/lib/collectd, where a stock main config's rrdtool
-/// would write. Returns the csv after one read, and the log.
-fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
+/// Starts collectd in `ns` on `block` (an Include, or a whole config
+/// part), with csv loaded after it, and waits until `series` tcpconns
+/// series reached csv (one read); returns collectd, still running, and
+/// that csv. With `tmpfs`, a tmpfs covers /var/lib/collectd, where a stock
+/// main config's rrdtool would write.
+fn one_read(ns: &Netns, block: &str, tag: &str, series: usize, tmpfs: bool) -> (Collectd, Csv) {
     let dir = TempDir::new(tag);
     let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
-        .block(&include_line(include))
+        .block(block)
         .csv();
-    let tmpfs: &[&str] = if Path::new("/var/lib/collectd").is_dir() {
+    let tmpfs: &[&str] = if tmpfs && Path::new("/var/lib/collectd").is_dir() {
         &["/var/lib/collectd"]
     } else {
         &[]
@@ -86,12 +86,21 @@ fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
         ..Launch::default()
     };
     let mut cd = Collectd::start(dir, &conf, &launch);
-    let want = expected_values(&[], &seed_selection()).len();
     let csv = cd.wait_for(
-        "one read of the seed's series",
+        &format!("one read of {series} series"),
         Duration::from_secs(20),
-        |c| c.tcpconns_values().len() >= want,
+        |c| c.tcpconns_values().len() >= series,
     );
+    (cd, csv)
+}
+
+/// collectd on a config that includes `include` (the host's main config, or
+/// a snippet directory) and loads csv after it: csv comes from the plugin
+/// directory the installed PluginDir switch went back to. Returns the csv
+/// after one read, and the log.
+fn run_installed(ns: &Netns, include: &Path, tag: &str) -> (Csv, String) {
+    let want = expected_values(&[], &seed_selection()).len();
+    let (mut cd, csv) = one_read(ns, &include_line(include), tag, want, true);
     cd.stop();
     (csv, cd.log())
 }
@@ -150,7 +159,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
 
 /// (`Config file`, `Plugin directory`) as `collectd -h` prints them.
 fn collectd_defaults() -> (String, String) {
-    let out = output(Command::new("/usr/sbin/collectd").arg("-h"));
+    let out = output(Command::new(COLLECTD).arg("-h"));
     let help = text(&out);
     let field = |name: &str| {
         help.lines()
@@ -350,19 +359,8 @@ fn diversions() -> String {
 /// The config with [`HOST_BLOCK`], run in `ns` until one read reached csv:
 /// which tcpconns.so collectd mapped (its sha256), the values, the log.
 fn run_host_config(ns: &Netns, tag: &str) -> (String, Csv, String) {
-    let dir = TempDir::new(tag);
-    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
-        .block(HOST_BLOCK)
-        .csv();
-    let launch = Launch {
-        netns: Some(ns.name()),
-        ..Launch::default()
-    };
-    let mut cd = Collectd::start(dir, &conf, &launch);
     let want = expected_values(&[], &host_selection()).len();
-    let csv = cd.wait_for("one read of the host block", Duration::from_secs(20), |c| {
-        c.tcpconns_values().len() >= want
-    });
+    let (mut cd, csv) = one_read(ns, HOST_BLOCK, tag, want, false);
     let maps = fs::read_to_string(format!("/proc/{}/maps", cd.pid())).unwrap_or_default();
     let mapped: Vec<&str> = maps
         .lines()
@@ -930,21 +928,11 @@ fn ready_snippets_load_together() {
     assert!(out.status.success(), "{}", text(&out));
     let ns = Netns::new("inst-snip");
     let pop = seed_population(&ns);
-    let dir = TempDir::new("inst-snippets-run");
-    let conf = Conf::new(dir.path(), "tcpc-install", 3600.0)
-        .block(&include_line(&s.confdir()))
-        .csv();
     let mut sel = seed_selection();
     sel.summary = true;
     let want = expected_values(&pop.expected, &sel);
-    let launch = Launch {
-        netns: Some(ns.name()),
-        ..Launch::default()
-    };
-    let mut cd = Collectd::start(dir, &conf, &launch);
-    let csv = cd.wait_for("one read", Duration::from_secs(20), |c| {
-        c.tcpconns_values().len() >= want.len()
-    });
+    let include = include_line(&s.confdir());
+    let (mut cd, csv) = one_read(&ns, &include, "inst-snippets-run", want.len(), false);
     cd.stop();
     let log = cd.log();
     assert_values("two snippets", &csv.tcpconns_values(), &want, &log);

@@ -206,24 +206,11 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if !self.running() {
-            return;
-        }
-        let pid = self.child.borrow().id();
-        // SAFETY: a signal to our own child (ip netns exec execs prometheus).
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-        for _ in 0..100 {
-            if !self.running() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("prometheus did not stop within 5 s of SIGTERM; killing it");
-        let mut child = self.child.borrow_mut();
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = terminate(
+            &mut self.child.borrow_mut(),
+            "prometheus",
+            Duration::from_secs(5),
+        );
     }
 }
 

@@ -20,7 +20,7 @@ pub enum Plugin {
 }
 
 /// Debian's plugin directory.
-pub const STOCK_PLUGIN_DIR: &str = "/usr/lib/collectd";
+pub(crate) const STOCK_PLUGIN_DIR: &str = "/usr/lib/collectd";
 
 /// The cargo target directory of the running test binary
 /// (`<target>/<profile>/deps/<test>-<hash>`).
@@ -133,7 +133,7 @@ pub fn dynamic_symbols(lib: &Path, defined_only: bool) -> Vec<(char, String)> {
 /// Directory holding a debug `tcpconns.so` built with the `fault-injection`
 /// feature, in its own target directory so it never replaces the release
 /// build the other tests load. Built once per process.
-pub fn fault_plugin_dir() -> PathBuf {
+pub(crate) fn fault_plugin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = target_dir().join("fault-injection");

@@ -296,7 +296,7 @@ impl Collectd {
     }
 
     /// Waits until collectd exits, at most `timeout`; `None` if it still runs.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while self.exited().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -314,18 +314,10 @@ impl Collectd {
             return st;
         }
         self.settle(Duration::from_millis(100), Duration::from_secs(2));
-        // SAFETY: a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        if let Some(st) = self.wait_exit(Duration::from_secs(5)) {
-            return st;
-        }
-        eprintln!("collectd did not stop within 5 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let st = self.child.wait().expect("wait for killed collectd");
-        self.status = Some(st);
-        st
+        let status = crate::terminate(&mut self.child, "collectd", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("stopping collectd: {e}"));
+        self.status = Some(status);
+        status
     }
 
     /// Waits until the tcpconns csv has not changed for `still`, or

@@ -46,7 +46,7 @@ fn split_once_or_all(s: &str) -> (String, String) {
 }
 
 /// Parses an "epoch,value" row; panics on one it cannot read.
-pub fn parse_row(row: &str) -> (f64, f64) {
+pub(crate) fn parse_row(row: &str) -> (f64, f64) {
     let mut f = row.split(',');
     let t = f.next().and_then(|s| s.trim().parse::<f64>().ok());
     let v = f.next().and_then(|s| s.trim().parse::<f64>().ok());

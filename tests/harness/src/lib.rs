@@ -31,9 +31,31 @@ pub use sockets::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Stops `child` (named `what` in the message): SIGTERM, then SIGKILL if it
+/// has not exited `grace` later; its exit status.
+pub fn terminate(child: &mut Child, what: &str, grace: Duration) -> std::io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(status);
+    }
+    // SAFETY: a signal to a child process of ours, not yet waited for.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{what} did not stop within {grace:?} of SIGTERM; killing it");
+    let _ = child.kill();
+    child.wait()
+}
 
 /// The plugin crate's root directory (this crate lives in `tests/harness`).
 pub fn repo() -> PathBuf {

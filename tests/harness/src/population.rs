@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// What address a listener is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenKind {
+pub(crate) enum ListenKind {
     /// `127.0.0.1:port` (AF_INET).
     V4,
     /// `[::1]:port` (AF_INET6, accepts only IPv6).
@@ -37,7 +37,7 @@ pub struct Listener {
     /// Bound port.
     pub port: u16,
     /// Bound address kind.
-    pub kind: ListenKind,
+    pub(crate) kind: ListenKind,
     /// The socket (non-blocking).
     pub socket: TcpListener,
 }
@@ -52,15 +52,15 @@ pub struct Listener {
 #[derive(Debug)]
 pub struct Population {
     /// Path of the namespace the sockets live in (see [`Netns::path`]).
-    pub netns: String,
+    pub(crate) netns: String,
     /// Listening sockets.
     pub listeners: Vec<Listener>,
     /// Connected sockets (both ends), kept open.
-    pub streams: Vec<TcpStream>,
+    pub(crate) streams: Vec<TcpStream>,
     /// Expected `(local, remote, state)` entries, one per kernel socket.
     pub expected: Vec<Sock>,
     /// Listeners that accept nothing (see [`Population::queued`]).
-    pub unaccepting: Vec<OwnedFd>,
+    pub(crate) unaccepting: Vec<OwnedFd>,
 }
 
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,13 +94,7 @@ impl Population {
         });
         for c in clients {
             let eph = c.local_addr().expect("client local_addr").port();
-            for (local, remote) in [(eph, port), (port, eph)] {
-                self.expected.push(Sock {
-                    local,
-                    remote,
-                    state: TCP_ESTABLISHED,
-                });
-            }
+            self.expect_pair(eph, port, TCP_ESTABLISHED, TCP_ESTABLISHED);
             self.streams.push(c);
         }
         self.unaccepting.push(listener);
@@ -267,18 +261,24 @@ impl Population {
     fn keep(&mut self, client: TcpStream, server: TcpStream, client_state: u8, server_state: u8) {
         let c = client.local_addr().expect("client local_addr").port();
         let s = server.local_addr().expect("server local_addr").port();
-        self.expected.push(Sock {
-            local: c,
-            remote: s,
-            state: client_state,
-        });
-        self.expected.push(Sock {
-            local: s,
-            remote: c,
-            state: server_state,
-        });
+        self.expect_pair(c, s, client_state, server_state);
         self.streams.push(client);
         self.streams.push(server);
+    }
+
+    /// The two entries of one connection: the client's (`client` ->
+    /// `server` port) and the server's (the other way).
+    fn expect_pair(&mut self, client: u16, server: u16, client_state: u8, server_state: u8) {
+        for (local, remote, state) in [
+            (client, server, client_state),
+            (server, client, server_state),
+        ] {
+            self.expected.push(Sock {
+                local,
+                remote,
+                state,
+            });
+        }
     }
 
     /// A family some listener on `port` accepts (IPv4 preferred).

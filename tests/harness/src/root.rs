@@ -12,7 +12,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// 0 (collectd's files, `/run/netns`) and CAP_SYS_ADMIN + CAP_NET_ADMIN in
 /// its effective set (`ip netns add`, `setns`, bringing `lo` up). Root in a
 /// container without those capabilities does not count.
-pub fn have_root() -> bool {
+pub(crate) fn have_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     euid == 0
@@ -43,8 +43,9 @@ pub fn root_or_skip(why: &str) -> bool {
     false
 }
 
-/// Writes `skipped <test>: <reason>` straight to the stderr descriptor.
-fn skip(reason: &str) {
+/// Writes `skipped <test>: <reason>` straight to the stderr descriptor
+/// (libtest keeps `eprintln!` of a passing test to itself).
+pub fn skip(reason: &str) {
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("this test");
     let line = format!("skipped {test}: {reason}\n");

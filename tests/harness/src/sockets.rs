@@ -73,7 +73,7 @@ pub fn multiset(socks: &[Sock]) -> BTreeMap<Sock, usize> {
 }
 
 /// Human-readable difference between two multisets ("missing"/"unexpected").
-pub fn multiset_diff(want: &BTreeMap<Sock, usize>, got: &BTreeMap<Sock, usize>) -> String {
+pub(crate) fn multiset_diff(want: &BTreeMap<Sock, usize>, got: &BTreeMap<Sock, usize>) -> String {
     let mut out = String::new();
     for (s, &w) in want {
         let g = got.get(s).copied().unwrap_or(0);

@@ -3,7 +3,7 @@
 
 use harness::*;
 use std::net::TcpStream;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 fn queue_run(tag: &str, env: &[(&str, &str)]) -> Run {
@@ -196,24 +196,17 @@ fn connect_from(
     listener: &std::net::TcpListener,
 ) -> (OwnedFd, TcpStream) {
     ns.enter(|| {
-        // SAFETY: plain socket calls on a descriptor this closure owns; the
-        // sockaddrs are fully initialised sockaddr_in values.
-        let client = unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let owned = OwnedFd::from_raw_fd(fd);
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            addr.sin_family = libc::AF_INET as libc::sa_family_t;
-            addr.sin_addr.s_addr = u32::from_ne_bytes(src);
-            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-            addr.sin_port = port.to_be();
-            let rc = libc::connect(fd, (&addr as *const libc::sockaddr_in).cast(), len);
-            assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-            owned
+        let client = ipv4_socket(src, 0);
+        let to = sockaddr_v4([127, 0, 0, 1], port);
+        // SAFETY: `to` is a fully initialised sockaddr_in of the length given.
+        let rc = unsafe {
+            libc::connect(
+                client.as_raw_fd(),
+                (&to as *const libc::sockaddr_in).cast(),
+                SOCKADDR_V4_LEN,
+            )
         };
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
         listener.set_nonblocking(false).expect("blocking accept");
         let (server, _) = listener.accept().expect("accept");
         (client, server)

@@ -5,7 +5,7 @@ use crate::{enter_netns, multiset, multiset_diff, wait_until, Netns, Sock};
 use crate::{TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT2, TCP_LISTEN, TCP_TIME_WAIT};
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What address a listener is bound to.
@@ -360,21 +360,47 @@ pub fn mixed_population(ns: &Netns) -> Population {
 /// because std picks its own backlog.
 fn bound_listener(netns: &str, port: u16, backlog: i32) -> OwnedFd {
     enter_netns(netns, || {
-        // SAFETY: plain socket calls on a descriptor this closure owns;
-        // the sockaddr is a fully initialised sockaddr_in.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let owned = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            addr.sin_family = libc::AF_INET as libc::sa_family_t;
-            addr.sin_port = port.to_be();
-            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            assert_eq!(libc::listen(fd, backlog), 0, "listen");
-            owned
-        }
+        let fd = ipv4_socket([127, 0, 0, 1], port);
+        // SAFETY: listen on a socket descriptor we own.
+        let rc = unsafe { libc::listen(fd.as_raw_fd(), backlog) };
+        assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+        fd
     })
+}
+
+/// A TCP socket bound to `ip`:`port` (port 0: any), made with libc because
+/// std cannot bind a socket that then connects; in the caller's namespace.
+pub fn ipv4_socket(ip: [u8; 4], port: u16) -> OwnedFd {
+    // SAFETY: socket() has no preconditions; its result is checked before
+    // it is owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let addr = sockaddr_v4(ip, port);
+    // SAFETY: addr is a fully initialised sockaddr_in of the length given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            SOCKADDR_V4_LEN,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    fd
+}
+
+/// The size of a `sockaddr_in`, for bind and connect.
+pub const SOCKADDR_V4_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as _;
+
+/// `ip`:`port` as a `sockaddr_in`.
+pub fn sockaddr_v4(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    }
 }

@@ -3,7 +3,7 @@
 
 use harness::*;
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 fn queue_run(tag: &str, env: &[(&str, &str)]) -> Run {
@@ -197,16 +197,7 @@ fn connect_from(
 ) -> (OwnedFd, TcpStream) {
     ns.enter(|| {
         let client = ipv4_socket(src, 0);
-        let to = sockaddr_v4([127, 0, 0, 1], port);
-        // SAFETY: `to` is a fully initialised sockaddr_in of the length given.
-        let rc = unsafe {
-            libc::connect(
-                client.as_raw_fd(),
-                (&to as *const libc::sockaddr_in).cast(),
-                SOCKADDR_V4_LEN,
-            )
-        };
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        ipv4_connect(&client, [127, 0, 0, 1], port);
         listener.set_nonblocking(false).expect("blocking accept");
         let (server, _) = listener.accept().expect("accept");
         (client, server)

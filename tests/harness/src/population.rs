@@ -377,24 +377,41 @@ pub fn ipv4_socket(ip: [u8; 4], port: u16) -> OwnedFd {
     assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     // SAFETY: fd is a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let addr = sockaddr_v4(ip, port);
-    // SAFETY: addr is a fully initialised sockaddr_in of the length given.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_in).cast(),
-            SOCKADDR_V4_LEN,
-        )
-    };
-    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    ipv4_call(&fd, ip, port, libc::bind, "bind");
     fd
 }
 
-/// The size of a `sockaddr_in`, for bind and connect.
-pub const SOCKADDR_V4_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as _;
+/// Connects `fd` (from [`ipv4_socket`]) to `ip`:`port`.
+pub fn ipv4_connect(fd: &OwnedFd, ip: [u8; 4], port: u16) {
+    ipv4_call(fd, ip, port, libc::connect, "connect");
+}
+
+/// A call that takes a socket address: `bind` or `connect` (named `what`);
+/// panics with the error if it fails.
+fn ipv4_call(
+    fd: &OwnedFd,
+    ip: [u8; 4],
+    port: u16,
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+    what: &str,
+) {
+    let addr = sockaddr_v4(ip, port);
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `call` is libc's bind or connect (the only two callers pass
+    // them), given a descriptor we own and a fully initialised sockaddr_in
+    // of the length given.
+    let rc = unsafe {
+        call(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    };
+    assert_eq!(rc, 0, "{what}: {}", std::io::Error::last_os_error());
+}
 
 /// `ip`:`port` as a `sockaddr_in`.
-pub fn sockaddr_v4(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
+fn sockaddr_v4(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
